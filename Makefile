@@ -1,0 +1,37 @@
+# Siaran: `make run` brings the whole product up; `make test` runs every test suite.
+# Both are idempotent and install what is missing (scripts/setup.sh).
+
+.PHONY: run test setup build lint fmt bench clean help
+
+help:
+	@echo "make run    set up, build and serve Siaran on http://localhost:8000"
+	@echo "make test   every test suite (what CI runs)"
+	@echo "make setup  system packages, PostgreSQL, Redis and the database only"
+	@echo "make lint   rustfmt and clippy"
+	@echo "make bench  the benchmarks under benches/ (see benches/README.md)"
+
+run:
+	@scripts/run.sh
+
+test:
+	@scripts/test.sh
+
+setup:
+	@scripts/setup.sh
+
+build:
+	cargo build --release --locked
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+bench:
+	@scripts/bench.sh $(BENCH)
+
+clean:
+	cargo clean
+	rm -rf hls-out/*/ frontend/dist

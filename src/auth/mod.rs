@@ -1,0 +1,345 @@
+//! Accounts and sessions: registration, login with throttling, access tokens (JWT) and rotating
+//! refresh tokens.
+
+pub mod extract;
+pub mod jwt;
+pub mod password;
+pub mod refresh;
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::config::ACCESS_TOKEN_TTL;
+use crate::error::{AppError, AppResult, FieldError, Problem, constraint};
+use crate::http::extract::{ClientIp, Json};
+use crate::ratelimit::{Limit, RateLimiter};
+use crate::state::AppState;
+use crate::users::domain::{Email, Password, Username, parse_name};
+use crate::users::model::{User, UserView};
+
+pub use extract::{AuthUser, MaybeAuthUser, StaffUser};
+
+/// Failed logins allowed per account before it is locked for the rest of the window.
+const ACCOUNT_FAILURES: Limit = Limit::new(5, Duration::from_secs(15 * 60));
+/// Failed logins allowed per client address (covers spraying many accounts).
+const ADDRESS_FAILURES: Limit = Limit::new(30, Duration::from_secs(15 * 60));
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(refresh_session))
+        .routes(routes!(logout))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    #[schema(example = "budi")]
+    pub username: String,
+    #[schema(example = "budi@example.com")]
+    pub email: String,
+    #[schema(example = "correct-horse-battery")]
+    pub password: String,
+    #[serde(default)]
+    pub first_name: Option<String>,
+    #[serde(default)]
+    pub last_name: Option<String>,
+}
+
+/// A registration whose every field is valid.
+struct NewAccount {
+    username: Username,
+    email: Email,
+    password: Password,
+    first_name: String,
+    last_name: String,
+}
+
+impl RegisterRequest {
+    /// Validates every field, reporting all problems at once.
+    fn parse(self) -> Result<NewAccount, Vec<FieldError>> {
+        let username = Username::parse(&self.username);
+        let email = Email::parse(&self.email);
+        let password = Password::parse(&self.password, &self.username, &self.email);
+        let first_name = parse_name("first_name", self.first_name.as_deref().unwrap_or_default());
+        let last_name = parse_name("last_name", self.last_name.as_deref().unwrap_or_default());
+        match (username, email, password, first_name, last_name) {
+            (Ok(username), Ok(email), Ok(password), Ok(first_name), Ok(last_name)) => {
+                Ok(NewAccount {
+                    username,
+                    email,
+                    password,
+                    first_name,
+                    last_name,
+                })
+            }
+            (u, e, p, f, l) => Err([u.err(), e.err(), p.err(), f.err(), l.err()]
+                .into_iter()
+                .flatten()
+                .collect()),
+        }
+    }
+}
+
+/// Creates an account.
+#[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterRequest, responses(
+    (status = 201, description = "Account created", body = UserView),
+    (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+    (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+    (status = 422, description = "Invalid or taken fields (`errors` lists each)", body = Problem,
+        content_type = "application/problem+json"),
+))]
+async fn register(
+    State(state): State<AppState>,
+    Json(body): Json<RegisterRequest>,
+) -> AppResult<(StatusCode, Json<UserView>)> {
+    let NewAccount {
+        username,
+        email,
+        password,
+        first_name,
+        last_name,
+    } = body.parse().map_err(AppError::Validation)?;
+    let taken = taken_fields(&state, &username, &email).await?;
+    if !taken.is_empty() {
+        return Err(AppError::Validation(taken));
+    }
+    let hash = password::hash(password.into_inner()).await?;
+    let user: User = sqlx::query_as(
+        "INSERT INTO users (username, email, password_hash, first_name, last_name)
+         VALUES ($1, $2, $3, $4, $5) RETURNING *",
+    )
+    .bind(username.as_str())
+    .bind(email.as_str())
+    .bind(hash)
+    .bind(first_name)
+    .bind(last_name)
+    .fetch_one(&state.db)
+    .await
+    // Two registrations racing for the same name: the loser gets the same answer as if it had
+    // come second.
+    .map_err(|e| match constraint(&e) {
+        Some("users_username_key") => username_taken().into(),
+        Some("users_email_key") => email_taken().into(),
+        _ => AppError::from(e),
+    })?;
+    tracing::info!(user_id = %user.id, username = %user.username, "account registered");
+    Ok((StatusCode::CREATED, Json(user.into())))
+}
+
+fn username_taken() -> FieldError {
+    FieldError::new("username", "taken", "This username is already taken.")
+}
+
+fn email_taken() -> FieldError {
+    FieldError::new(
+        "email",
+        "taken",
+        "An account with this email already exists.",
+    )
+}
+
+async fn taken_fields(
+    state: &AppState,
+    username: &Username,
+    email: &Email,
+) -> AppResult<Vec<FieldError>> {
+    let (username_taken_, email_taken_): (bool, bool) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM users WHERE lower(username) = lower($1)),
+                EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($2))",
+    )
+    .bind(username.as_str())
+    .bind(email.as_str())
+    .fetch_one(&state.db)
+    .await?;
+    let mut errors = Vec::new();
+    if username_taken_ {
+        errors.push(username_taken());
+    }
+    if email_taken_ {
+        errors.push(email_taken());
+    }
+    Ok(errors)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    /// Username or email address.
+    #[schema(example = "budi")]
+    pub login: String,
+    #[schema(example = "correct-horse-battery")]
+    pub password: String,
+}
+
+/// A fresh pair of tokens.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// JWT for `Authorization: Bearer`, valid for `expires_in` seconds.
+    pub access_token: String,
+    /// Opaque; exchange it at `/api/auth/refresh` for a new pair. Single use.
+    pub refresh_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    #[schema(example = 900)]
+    pub expires_in: u64,
+    pub user: UserView,
+}
+
+fn token_response(state: &AppState, user: User, refresh_token: String) -> TokenResponse {
+    TokenResponse {
+        access_token: state.jwt.issue(user.id),
+        refresh_token,
+        token_type: "Bearer",
+        expires_in: ACCESS_TOKEN_TTL.as_secs(),
+        user: user.into(),
+    }
+}
+
+fn invalid_credentials() -> AppError {
+    AppError::Unauthorized {
+        code: "invalid_credentials",
+        detail: Cow::Borrowed("The username/email or password is incorrect."),
+    }
+}
+
+fn account_disabled() -> AppError {
+    AppError::Unauthorized {
+        code: "account_disabled",
+        detail: Cow::Borrowed("This account has been disabled."),
+    }
+}
+
+fn too_many_attempts(retry_after: Duration) -> AppError {
+    AppError::TooManyRequests {
+        code: "too_many_login_attempts",
+        detail: Cow::Owned(format!(
+            "Too many failed logins. Try again in {} minute(s).",
+            retry_after.as_secs().div_ceil(60).max(1)
+        )),
+        retry_after,
+    }
+}
+
+/// Logs in with username or email and password.
+///
+/// After 5 failures for one account, or 30 from one address, within 15 minutes, further
+/// attempts are refused with 429 and `Retry-After` until the window ends.
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest, responses(
+    (status = 200, description = "Logged in", body = TokenResponse),
+    (status = 401, description = "`invalid_credentials` or `account_disabled`", body = Problem,
+        content_type = "application/problem+json"),
+    (status = 422, description = "Missing fields", body = Problem, content_type = "application/problem+json"),
+    (status = 429, description = "Too many failed attempts; see `Retry-After`", body = Problem,
+        content_type = "application/problem+json"),
+))]
+async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Json(body): Json<LoginRequest>,
+) -> AppResult<Json<TokenResponse>> {
+    let login = body.login.trim().to_lowercase();
+    if login.is_empty() {
+        return Err(FieldError::new("login", "required", "Enter your username or email.").into());
+    }
+    let limiter = RateLimiter::new(state.redis.clone());
+    let account_key = format!("login:fail:account:{login}");
+    let address_key = format!("login:fail:ip:{ip}");
+    limiter
+        .check(&account_key, ACCOUNT_FAILURES)
+        .await
+        .map_err(too_many_attempts)?;
+    limiter
+        .check(&address_key, ADDRESS_FAILURES)
+        .await
+        .map_err(too_many_attempts)?;
+
+    let user = User::find_by_login(&state.db, &login).await?;
+    let matches = password::verify(
+        body.password,
+        user.as_ref().map(|u| u.password_hash.clone()),
+    )
+    .await?;
+    let user = match user {
+        Some(user) if matches => user,
+        _ => {
+            limiter.record(&account_key, ACCOUNT_FAILURES.window).await;
+            limiter.record(&address_key, ADDRESS_FAILURES.window).await;
+            tracing::info!(%ip, "failed login");
+            return Err(invalid_credentials());
+        }
+    };
+    if !user.is_active {
+        return Err(account_disabled());
+    }
+    limiter.clear(&account_key).await;
+    let user: User =
+        sqlx::query_as("UPDATE users SET last_login = now() WHERE id = $1 RETURNING *")
+            .bind(user.id)
+            .fetch_one(&state.db)
+            .await?;
+    let refresh_token = refresh::start_family(&state.db, user.id).await?;
+    tracing::info!(user_id = %user.id, "logged in");
+    Ok(Json(token_response(&state, user, refresh_token)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+/// Exchanges a refresh token for a new pair (the old one is used up).
+///
+/// Presenting a refresh token that was already used revokes its whole session.
+#[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", request_body = RefreshRequest, responses(
+    (status = 200, description = "New tokens", body = TokenResponse),
+    (status = 401, description = "`invalid_refresh_token`, `refresh_token_reused` or `account_disabled`",
+        body = Problem, content_type = "application/problem+json"),
+))]
+async fn refresh_session(
+    State(state): State<AppState>,
+    Json(body): Json<RefreshRequest>,
+) -> AppResult<Json<TokenResponse>> {
+    let (user_id, next) = refresh::rotate(&state.db, body.refresh_token.trim())
+        .await
+        .map_err(|e| match e {
+            refresh::RefreshError::Invalid => AppError::Unauthorized {
+                code: "invalid_refresh_token",
+                detail: Cow::Borrowed("The refresh token is not valid; log in again."),
+            },
+            refresh::RefreshError::Reused => AppError::Unauthorized {
+                code: "refresh_token_reused",
+                detail: Cow::Borrowed(
+                    "This refresh token was already used; the session has been ended for safety.",
+                ),
+            },
+            refresh::RefreshError::Db(e) => e.into(),
+        })?;
+    match User::find(&state.db, user_id).await? {
+        Some(user) if user.is_active => Ok(Json(token_response(&state, user, next))),
+        _ => {
+            refresh::revoke(&state.db, &next).await?;
+            Err(account_disabled())
+        }
+    }
+}
+
+/// Ends the session the refresh token belongs to. Always 204, even for unknown tokens.
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth", request_body = RefreshRequest, responses(
+    (status = 204, description = "Logged out"),
+    (status = 422, description = "Missing `refresh_token`", body = Problem, content_type = "application/problem+json"),
+))]
+async fn logout(
+    State(state): State<AppState>,
+    Json(body): Json<RefreshRequest>,
+) -> AppResult<StatusCode> {
+    refresh::revoke(&state.db, body.refresh_token.trim()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,334 @@
+//! Configuration: environment variables (optionally from `.env`) with defaults that serve local
+//! development with no file at all. Every variable is documented in `.env.example` and the
+//! README; `siaran --help` lists them too.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use rand::RngCore;
+
+/// The development JWT secret is generated once and kept here (git-ignored).
+const DEV_SECRET_FILE: &str = ".siaran/jwt-secret";
+/// Below this many bytes a JWT secret is considered guessable.
+const MIN_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Everything the server needs to know about its surroundings.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// PostgreSQL connection URL.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://siaran:siaran@127.0.0.1:5432/siaran",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+
+    /// Redis connection URL.
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
+    pub redis_url: String,
+
+    /// Prefix of every Redis key Siaran uses, so several deployments (or tests) can share one Redis.
+    #[arg(long, env = "SIARAN_REDIS_PREFIX", default_value = "siaran")]
+    pub redis_prefix: String,
+
+    /// Address the HTTP API, WebSocket and HLS are served on.
+    #[arg(long, env = "SIARAN_HTTP_ADDR", default_value = "0.0.0.0:8000")]
+    pub http_addr: SocketAddr,
+
+    /// Address the RTMP ingest listens on.
+    #[arg(long, env = "SIARAN_RTMP_ADDR", default_value = "0.0.0.0:1935")]
+    pub rtmp_addr: SocketAddr,
+
+    /// Public base URL of this server, as viewers reach it (used in links and emails).
+    #[arg(
+        long,
+        env = "SIARAN_PUBLIC_URL",
+        default_value = "http://localhost:8000"
+    )]
+    pub public_url: String,
+
+    /// Public RTMP ingest URL shown to streamers; derived from the public URL's host when unset.
+    #[arg(long, env = "SIARAN_RTMP_PUBLIC_URL")]
+    pub rtmp_public_url: Option<String>,
+
+    /// Secret that signs access tokens (at least 32 bytes). Generated in development when unset.
+    #[arg(long, env = "SIARAN_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// `development` or `production`. Production refuses weak or missing secrets.
+    #[arg(long, env = "SIARAN_ENV", value_enum, default_value = "development")]
+    pub env: Environment,
+
+    /// Directory HLS playlists and segments are written to.
+    #[arg(long, env = "SIARAN_HLS_DIR", default_value = "hls-out")]
+    pub hls_dir: PathBuf,
+
+    /// Directory of the built frontend (served at `/`).
+    #[arg(long, env = "SIARAN_FRONTEND_DIR", default_value = "frontend/dist")]
+    pub frontend_dir: PathBuf,
+
+    /// `pretty` for people, `json` for log collectors.
+    #[arg(long, env = "SIARAN_LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+
+    /// Trust the last address in `X-Forwarded-For` as the client's (only behind a proxy you run).
+    #[arg(long, env = "SIARAN_TRUST_PROXY", default_value_t = false)]
+    pub trust_proxy: bool,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "SIARAN_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Largest number of database connections this process opens.
+    #[arg(long, env = "SIARAN_DB_MAX_CONNECTIONS", default_value_t = 20)]
+    pub db_max_connections: u32,
+
+    /// Midtrans settings (payment gateway).
+    #[command(flatten)]
+    pub midtrans: MidtransConfig,
+
+    /// Outgoing mail settings.
+    #[command(flatten)]
+    pub smtp: SmtpConfig,
+}
+
+/// Midtrans (payment gateway). Without keys in development, `make run` starts the bundled fake.
+#[derive(Debug, Clone, Args)]
+pub struct MidtransConfig {
+    /// Server key (secret): authenticates API calls and signs notifications.
+    #[arg(
+        long = "midtrans-server-key",
+        env = "MIDTRANS_SERVER_KEY",
+        hide_env_values = true
+    )]
+    pub server_key: Option<String>,
+
+    /// Client key (public): given to Snap.js in the browser.
+    #[arg(long = "midtrans-client-key", env = "MIDTRANS_CLIENT_KEY")]
+    pub client_key: Option<String>,
+
+    /// Base URL of Snap (e.g. `https://app.sandbox.midtrans.com`).
+    #[arg(
+        long = "midtrans-snap-url",
+        env = "MIDTRANS_SNAP_URL",
+        default_value = "https://app.sandbox.midtrans.com"
+    )]
+    pub snap_url: String,
+
+    /// Base URL of the Core API (e.g. `https://api.sandbox.midtrans.com`).
+    #[arg(
+        long = "midtrans-api-url",
+        env = "MIDTRANS_API_URL",
+        default_value = "https://api.sandbox.midtrans.com"
+    )]
+    pub api_url: String,
+
+    /// Whether the keys are production keys.
+    #[arg(
+        long = "midtrans-is-production",
+        env = "MIDTRANS_IS_PRODUCTION",
+        default_value_t = false
+    )]
+    pub is_production: bool,
+}
+
+/// Outgoing mail. Without a host, emails are written to a folder and logged.
+#[derive(Debug, Clone, Args)]
+pub struct SmtpConfig {
+    /// SMTP server host; unset writes emails to `SIARAN_MAIL_DIR` instead.
+    #[arg(long = "smtp-host", env = "SMTP_HOST")]
+    pub host: Option<String>,
+
+    /// SMTP server port.
+    #[arg(long = "smtp-port", env = "SMTP_PORT", default_value_t = 587)]
+    pub port: u16,
+
+    /// SMTP user name.
+    #[arg(long = "smtp-username", env = "SMTP_USERNAME")]
+    pub username: Option<String>,
+
+    /// SMTP password.
+    #[arg(long = "smtp-password", env = "SMTP_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+
+    /// `starttls`, `tls` (implicit) or `none`.
+    #[arg(
+        long = "smtp-tls",
+        env = "SMTP_TLS",
+        value_enum,
+        default_value = "starttls"
+    )]
+    pub tls: SmtpTls,
+
+    /// Sender of every email.
+    #[arg(
+        long = "mail-from",
+        env = "MAIL_FROM",
+        default_value = "Siaran <no-reply@siaran.local>"
+    )]
+    pub from: String,
+
+    /// Where emails go when no SMTP host is set.
+    #[arg(
+        long = "mail-dir",
+        env = "SIARAN_MAIL_DIR",
+        default_value = ".siaran/mail"
+    )]
+    pub mail_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SmtpTls {
+    Starttls,
+    Tls,
+    None,
+}
+
+/// Lifetimes of credentials.
+pub const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+pub const REFRESH_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+impl Config {
+    /// Parses settings from command-line style arguments over the environment and defaults
+    /// (`["siaran", "--http-addr", "127.0.0.1:0"]`); tests build their configuration this way.
+    pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            config: Config,
+        }
+        <Only as clap::Parser>::try_parse_from(args).map(|o| o.config)
+    }
+
+    /// The public base URL without a trailing slash.
+    #[must_use]
+    pub fn public_base(&self) -> &str {
+        self.public_url.trim_end_matches('/')
+    }
+
+    /// The RTMP URL streamers paste into OBS (`rtmp://host:port/live`).
+    #[must_use]
+    pub fn rtmp_ingest_url(&self) -> String {
+        if let Some(url) = &self.rtmp_public_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let host = self
+            .public_base()
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split(['/', ':']).next())
+            .filter(|h| !h.is_empty())
+            .unwrap_or("localhost");
+        match self.rtmp_addr.port() {
+            1935 => format!("rtmp://{host}/live"),
+            port => format!("rtmp://{host}:{port}/live"),
+        }
+    }
+
+    /// Resolves the JWT signing secret: the configured one (checked for strength in production),
+    /// or in development one generated once and kept in `.siaran/jwt-secret`.
+    pub fn resolve_jwt_secret(&self) -> anyhow::Result<Vec<u8>> {
+        match (&self.jwt_secret, self.env) {
+            (Some(secret), _) if secret.len() >= MIN_SECRET_BYTES => Ok(secret.as_bytes().to_vec()),
+            (Some(_), Environment::Production) => bail!(
+                "SIARAN_JWT_SECRET is too short for production: use at least {MIN_SECRET_BYTES} random bytes \
+                 (for example `openssl rand -base64 48`)"
+            ),
+            (None, Environment::Production) => bail!(
+                "SIARAN_JWT_SECRET is not set; production refuses to start without it \
+                 (generate one with `openssl rand -base64 48`)"
+            ),
+            (Some(_), Environment::Development) => {
+                tracing::warn!(
+                    "SIARAN_JWT_SECRET is shorter than {MIN_SECRET_BYTES} bytes; production would refuse it"
+                );
+                Ok(self.jwt_secret.clone().unwrap_or_default().into_bytes())
+            }
+            (None, Environment::Development) => dev_secret(Path::new(DEV_SECRET_FILE)),
+        }
+    }
+}
+
+fn dev_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let existing = existing.trim();
+        if existing.len() >= MIN_SECRET_BYTES {
+            return Ok(existing.as_bytes().to_vec());
+        }
+    }
+    let mut bytes = [0u8; 48];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret = hex::encode(bytes);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    tracing::warn!(
+        path = %path.display(),
+        "SIARAN_JWT_SECRET is not set: generated a development secret (set it explicitly in production)"
+    );
+    Ok(secret.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Config {
+        Config::from_args(std::iter::once("siaran").chain(args.iter().copied()))
+            .expect("valid arguments")
+    }
+
+    #[test]
+    fn ingest_url_follows_the_public_host() {
+        let c = config(&["--public-url", "https://live.example.com/"]);
+        assert_eq!(c.rtmp_ingest_url(), "rtmp://live.example.com/live");
+        let c = config(&[
+            "--public-url",
+            "http://localhost:8000",
+            "--rtmp-addr",
+            "0.0.0.0:19350",
+        ]);
+        assert_eq!(c.rtmp_ingest_url(), "rtmp://localhost:19350/live");
+    }
+
+    #[test]
+    fn production_refuses_missing_or_weak_secrets() {
+        let mut c = config(&["--env", "production"]);
+        c.jwt_secret = None;
+        assert!(c.resolve_jwt_secret().is_err());
+        c.jwt_secret = Some("short".into());
+        assert!(c.resolve_jwt_secret().is_err());
+        let strong = "x".repeat(40);
+        c.jwt_secret = Some(strong.clone());
+        assert_eq!(
+            c.resolve_jwt_secret().expect("strong secret"),
+            strong.as_bytes()
+        );
+    }
+}

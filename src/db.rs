@@ -1,0 +1,49 @@
+//! The PostgreSQL pool and migrations.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+/// Migrations embedded in the binary; run at start and by `siaran migrate`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Opens the pool, waiting up to `patience` for PostgreSQL to come up.
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+    patience: Duration,
+) -> anyhow::Result<PgPool> {
+    let options = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5));
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match options.clone().connect(url).await {
+            Ok(pool) => return Ok(pool),
+            Err(e) if tokio::time::Instant::now() < deadline && is_transient(&e) => {
+                tracing::warn!(cause = %e, "PostgreSQL is not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                return Err(e).context(
+                    "cannot connect to PostgreSQL (is it running, and does DATABASE_URL point at it? \
+                     `make setup` creates the default role and database)",
+                );
+            }
+        }
+    }
+}
+
+/// Applies every pending migration.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR
+        .run(pool)
+        .await
+        .context("running database migrations")
+}
+
+fn is_transient(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)
+}

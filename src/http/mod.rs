@@ -1,0 +1,108 @@
+//! The HTTP surface: every feature's router merged in one place, the OpenAPI document built
+//! from the same routes, and the layers every request passes through.
+
+pub mod extract;
+pub mod middleware;
+pub mod ops;
+pub mod pagination;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tower::ServiceExt;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::CorsLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::services::{ServeDir, ServeFile};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::error::Problem;
+use crate::state::AppState;
+use crate::{auth, openapi, users};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Requests (not WebSocket sessions, which are upgraded before this applies) must finish within this.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Every documented route, with the OpenAPI document describing exactly those routes.
+pub fn api() -> (Router<AppState>, OpenApi) {
+    OpenApiRouter::with_openapi(openapi::base())
+        .merge(ops::router())
+        .merge(auth::router())
+        .merge(users::router())
+        .split_for_parts()
+}
+
+/// The whole application: API, docs, fallbacks and layers.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = api();
+    let max_body = state.config.max_body_bytes;
+    api.merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
+        .fallback(frontend_or_not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(middleware::ensure_problem_json))
+        .layer(axum::middleware::from_fn(middleware::track_metrics))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(CorsLayer::permissive())
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+fn route_not_found() -> Response {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        "There is nothing at this address.",
+    )
+    .into_response()
+}
+
+/// Serves the built frontend for every path that is not the API's: its files, and `index.html`
+/// for client-side routes (`/streams/…`, `/dashboard`). Unknown `/api`, `/hls` and `/ws` paths stay
+/// problem documents.
+async fn frontend_or_not_found(State(state): State<AppState>, req: Request) -> Response {
+    let path = req.uri().path();
+    let reserved = ["/api", "/hls", "/ws"].iter().any(|prefix| {
+        path == *prefix
+            || path
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('/'))
+    });
+    if reserved || !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return route_not_found();
+    }
+    let immutable = path.starts_with("/assets/");
+    let dir = &state.config.frontend_dir;
+    let serve = ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html")));
+    let mut response = match serve.oneshot(req).await {
+        Ok(response) => response.map(Body::new),
+        Err(infallible) => match infallible {},
+    };
+    if response.status() == StatusCode::NOT_FOUND {
+        return route_not_found();
+    }
+    // Vite fingerprints everything under /assets; the HTML that names them must be revalidated.
+    let cache = if immutable {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    response
+}

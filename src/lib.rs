@@ -1,0 +1,20 @@
+//! Siaran: self-hosted live streaming with chat and donations.
+//!
+//! Start at [`startup::Application`] (how the server is assembled) and [`http::router`] (every
+//! route). Features live in their own modules, each owning its `router()`.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod kv;
+pub mod live;
+pub mod openapi;
+pub mod ratelimit;
+pub mod seed;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod users;

@@ -1,0 +1,212 @@
+//! Demo data (`siaran generate-dummy-data`): the seed project's superuser `admin`/`admin`,
+//! streamers and viewers with one known password, past and upcoming streams, donations in every
+//! status and comments. Running it again adds nothing twice.
+
+use std::fmt;
+
+use anyhow::Context;
+use chrono::{Duration, Utc};
+use rust_decimal::Decimal;
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::auth::password;
+
+/// The password of every demo account but `admin`.
+pub const DEMO_PASSWORD: &str = "siaran-demo";
+const STREAMERS: [(&str, &str, &str); 3] = [
+    ("andi", "Andi", "Wijaya"),
+    ("sari", "Sari", "Lestari"),
+    ("budi", "Budi", "Santoso"),
+];
+const VIEWERS: [(&str, &str, &str); 4] = [
+    ("rina", "Rina", "Putri"),
+    ("dewi", "Dewi", "Anggraini"),
+    ("eko", "Eko", "Prasetyo"),
+    ("fajar", "Fajar", "Nugroho"),
+];
+const STATUSES: [&str; 6] = [
+    "completed",
+    "pending",
+    "failed",
+    "expired",
+    "rejected",
+    "refunded",
+];
+const MESSAGES: [&str; 5] = [
+    "Semangat terus!",
+    "Mantap streamnya",
+    "Salam dari Bandung",
+    "Buat beli kopi ☕",
+    "Keren banget mainnya",
+];
+const COMMENTS: [&str; 6] = [
+    "Halo semua!",
+    "GG!",
+    "Lagi main apa ini?",
+    "Suaranya jernih",
+    "wkwkwk",
+    "Terima kasih streamnya",
+];
+
+/// What the seed did, printed for the person who ran it.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub users_created: usize,
+    pub streams_created: usize,
+    pub donations_created: usize,
+    pub comments_created: usize,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "Demo data: {} users, {} streams, {} donations, {} comments created.",
+            self.users_created, self.streams_created, self.donations_created, self.comments_created
+        )?;
+        writeln!(f, "  superuser:  admin / admin")?;
+        let streamers: Vec<_> = STREAMERS.iter().map(|s| s.0).collect();
+        let viewers: Vec<_> = VIEWERS.iter().map(|v| v.0).collect();
+        writeln!(
+            f,
+            "  streamers:  {} / {DEMO_PASSWORD}",
+            streamers.join(", ")
+        )?;
+        write!(f, "  viewers:    {} / {DEMO_PASSWORD}", viewers.join(", "))
+    }
+}
+
+/// Creates whatever demo data is missing.
+pub async fn generate(db: &PgPool) -> anyhow::Result<Report> {
+    let admin_hash = password::hash("admin".to_owned()).await?;
+    let demo_hash = password::hash(DEMO_PASSWORD.to_owned()).await?;
+    let mut tx = db.begin().await?;
+    let mut report = Report::default();
+
+    report.users_created += usize::from(
+        insert_user(
+            &mut tx,
+            ("admin", "Admin", ""),
+            &admin_hash,
+            Role::Superuser,
+        )
+        .await?,
+    );
+    let mut streamer_ids = Vec::new();
+    for s in STREAMERS {
+        report.users_created +=
+            usize::from(insert_user(&mut tx, s, &demo_hash, Role::Streamer).await?);
+        streamer_ids.push(user_id(&mut tx, s.0).await?);
+    }
+    let mut viewer_ids = Vec::new();
+    for v in VIEWERS {
+        report.users_created +=
+            usize::from(insert_user(&mut tx, v, &demo_hash, Role::Viewer).await?);
+        viewer_ids.push(user_id(&mut tx, v.0).await?);
+    }
+
+    let mut n = 0usize;
+    for (i, streamer_id) in streamer_ids.iter().enumerate() {
+        let has_streams: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM streams WHERE streamer_id = $1)")
+                .bind(streamer_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if has_streams {
+            continue;
+        }
+        let name = STREAMERS[i].1;
+        for day in [3i64, 1] {
+            let started = Utc::now() - Duration::days(day) - Duration::hours(2);
+            let stream_id: Uuid = sqlx::query_scalar(
+                "INSERT INTO streams (streamer_id, title, description, started_at, ended_at, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $4 - interval '10 minutes') RETURNING id",
+            )
+            .bind(streamer_id)
+            .bind(format!("{name} main bareng — {day} hari lalu"))
+            .bind("Siaran demo: main game santai dan ngobrol.")
+            .bind(started)
+            .bind(started + Duration::minutes(90))
+            .fetch_one(&mut *tx)
+            .await?;
+            report.streams_created += 1;
+            for (k, status) in STATUSES.iter().enumerate() {
+                n += 1;
+                let donor = viewer_ids[n % viewer_ids.len()];
+                sqlx::query(
+                    "INSERT INTO donations (stream_id, donor_id, amount, message, payment_method, status, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(stream_id)
+                .bind(donor)
+                .bind(Decimal::from(10_000 * (1 + (n % 10) as i64)))
+                .bind(MESSAGES[n % MESSAGES.len()])
+                .bind(if n.is_multiple_of(2) { "midtrans" } else { "bank_transfer" })
+                .bind(status)
+                .bind(started + Duration::minutes(5 + 10 * k as i64))
+                .execute(&mut *tx)
+                .await?;
+                report.donations_created += 1;
+            }
+            for (k, content) in COMMENTS.iter().enumerate() {
+                sqlx::query("INSERT INTO comments (stream_id, user_id, content, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(stream_id)
+                    .bind(viewer_ids[(k + i) % viewer_ids.len()])
+                    .bind(content)
+                    .bind(started + Duration::minutes(2 + 7 * k as i64))
+                    .execute(&mut *tx)
+                    .await?;
+                report.comments_created += 1;
+            }
+        }
+        sqlx::query("INSERT INTO streams (streamer_id, title, description) VALUES ($1, $2, $3)")
+            .bind(streamer_id)
+            .bind(format!("{name} live malam ini"))
+            .bind("Stream berikutnya: mulai saat OBS tersambung.")
+            .execute(&mut *tx)
+            .await?;
+        report.streams_created += 1;
+    }
+    tx.commit().await.context("committing demo data")?;
+    Ok(report)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Superuser,
+    Streamer,
+    Viewer,
+}
+
+async fn insert_user(
+    tx: &mut Transaction<'_, Postgres>,
+    (username, first, last): (&str, &str, &str),
+    hash: &str,
+    role: Role,
+) -> sqlx::Result<bool> {
+    let admin = role == Role::Superuser;
+    let inserted = sqlx::query(
+        "INSERT INTO users (username, email, password_hash, first_name, last_name, is_staff, is_superuser, is_streamer)
+         VALUES ($1, $2, $3, $4, $5, $6, $6, $7) ON CONFLICT DO NOTHING",
+    )
+    .bind(username)
+    .bind(format!("{username}@siaran.local"))
+    .bind(hash)
+    .bind(first)
+    .bind(last)
+    .bind(admin)
+    .bind(role == Role::Streamer)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+async fn user_id(tx: &mut Transaction<'_, Postgres>, username: &str) -> anyhow::Result<Uuid> {
+    sqlx::query_scalar("SELECT id FROM users WHERE lower(username) = lower($1)")
+        .bind(username)
+        .fetch_optional(&mut **tx)
+        .await?
+        .with_context(|| format!("demo user {username} is missing"))
+}

@@ -1,0 +1,171 @@
+//! Building and running the application: connect, migrate, bind listeners, serve until told
+//! to stop. Tests build it on port 0 against their own database.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::jwt::JwtKeys;
+use crate::config::Config;
+use crate::kv::Redis;
+use crate::live::events::Events;
+use crate::state::AppState;
+use crate::{db, http};
+
+/// How long background tasks get to finish after the HTTP server has stopped.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for PostgreSQL at start.
+const DB_PATIENCE: Duration = Duration::from_secs(30);
+
+/// A built, bound, not yet running server.
+#[derive(Debug)]
+pub struct Application {
+    state: AppState,
+    listener: TcpListener,
+    router: Router,
+}
+
+impl Application {
+    /// Connects to PostgreSQL (waiting for it a little), migrates, and binds.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = db::connect(&config.database_url, config.db_max_connections, DB_PATIENCE).await?;
+        db::migrate(&db).await?;
+        Self::build_with_pool(config, db).await
+    }
+
+    /// Builds on an existing, migrated pool (tests use one database per test).
+    pub async fn build_with_pool(config: Config, db: PgPool) -> anyhow::Result<Self> {
+        let jwt = JwtKeys::new(&config.resolve_jwt_secret()?);
+        let redis =
+            Redis::new(&config.redis_url, &config.redis_prefix).context("parsing REDIS_URL")?;
+        if let Err(e) = redis.ping().await {
+            tracing::warn!(cause = %e, "Redis is not reachable; live features wait for it to come back");
+        }
+        let listener = TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("binding HTTP on {} (SIARAN_HTTP_ADDR)", config.http_addr))?;
+        let state = AppState {
+            config: Arc::new(config),
+            db,
+            events: Events::new(redis.clone()),
+            redis,
+            jwt: Arc::new(jwt),
+            metrics: metrics_handle(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        };
+        let router = http::router(state.clone());
+        Ok(Self {
+            state,
+            listener,
+            router,
+        })
+    }
+
+    /// The bound HTTP address (with the real port when configured with port 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.state.config.http_addr)
+    }
+
+    #[must_use]
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then drains connections and background tasks.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            state,
+            listener,
+            router,
+        } = self;
+        tracing::info!(addr = %listener.local_addr()?, "HTTP listening");
+        let token = state.shutdown.clone();
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            token.cancel();
+        })
+        .await
+        .context("serving HTTP")?;
+        state.tasks.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, state.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks did not finish within {DRAIN_TIMEOUT:?}");
+        }
+        state.db.close().await;
+        Ok(())
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(cause = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(cause = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+/// The process-wide Prometheus recorder (installed once; every app in the process shares it).
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("_seconds".to_owned()),
+                    &[
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                        10.0,
+                    ],
+                )
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            match builder.install_recorder() {
+                Ok(handle) => handle,
+                // Another recorder is already installed (cannot happen in the binary); keep a
+                // private one so /metrics still answers.
+                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            }
+        })
+        .clone()
+}

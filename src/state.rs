@@ -1,0 +1,29 @@
+//! The state every handler and background task shares. Cheap to clone: everything inside is a
+//! handle (`Arc`, pool, connection manager).
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::jwt::JwtKeys;
+use crate::config::Config;
+use crate::kv::Redis;
+use crate::live::events::Events;
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: PgPool,
+    pub redis: Redis,
+    pub jwt: Arc<JwtKeys>,
+    /// Publishes live events (comments, donations, stream state) to every server process.
+    pub events: Events,
+    pub metrics: PrometheusHandle,
+    /// Cancelled when the server shuts down; long-lived tasks and sockets watch it.
+    pub shutdown: CancellationToken,
+    /// Background tasks the server waits for on shutdown.
+    pub tasks: TaskTracker,
+}

@@ -3,6 +3,7 @@
 //! Start at [`startup::Application`] (how the server is assembled) and [`http::router`] (every
 //! route). Features live in their own modules, each owning its `router()`.
 
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -17,6 +17,7 @@ use utoipa::{Modify, OpenApi};
         (name = "auth", description = "Registration, login and sessions"),
         (name = "users", description = "The signed-in user's account"),
         (name = "operations", description = "Health and metrics"),
+        (name = "admin", description = "The staff console: users, streams, donations"),
     ),
 )]
 struct ApiDoc;

@@ -17,6 +17,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/auth/logout"),
     ("GET", "/api/users/me"),
     ("PATCH", "/api/users/me"),
+    ("GET", "/api/admin/users"),
+    ("POST", "/api/admin/users/{id}/deactivate"),
+    ("POST", "/api/admin/users/{id}/reactivate"),
+    ("GET", "/api/admin/streams"),
+    ("POST", "/api/admin/streams/{id}/end"),
+    ("GET", "/api/admin/donations"),
 ];
 
 async fn document(app: &TestApp) -> Value {

@@ -1,0 +1,526 @@
+//! The staff console's API (`/api/admin/...`): what the project used to do in Django's admin.
+//!
+//! Every route takes a [`StaffUser`], so anyone else gets 401/403. Staff can find users and
+//! deactivate or reactivate them (deactivation also ends every session), list streams and end a
+//! live one, and search donations by status. Lists use page numbers with totals
+//! ([`Paginated`]) because people browse them.
+
+use std::borrow::Cow;
+
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::auth::{StaffUser, refresh};
+use crate::error::{AppError, AppResult, Problem};
+use crate::http::extract::{Json, Path, Query};
+use crate::http::pagination::{PageParams, Paginated};
+use crate::live::events::{EventData, StreamEnded};
+use crate::state::AppState;
+use crate::users::model::{PublicUser, User, UserView};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_users))
+        .routes(routes!(deactivate_user))
+        .routes(routes!(reactivate_user))
+        .routes(routes!(list_streams))
+        .routes(routes!(end_stream))
+        .routes(routes!(list_donations))
+}
+
+/// Turns a free-text search into an `ILIKE` pattern, with the wildcards people did not mean
+/// escaped. `None` for an empty search (match everything).
+fn like_pattern(q: Option<&str>) -> Option<String> {
+    let q = q.map(str::trim).filter(|q| !q.is_empty())?;
+    let escaped: String = q
+        .chars()
+        .flat_map(|c| match c {
+            '%' | '_' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    Some(format!("%{escaped}%"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Users
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserSearch {
+    /// Part of the username, email or name.
+    pub q: Option<String>,
+    /// Only active (`true`) or deactivated (`false`) accounts.
+    pub is_active: Option<bool>,
+    /// 1-based page number.
+    #[param(minimum = 1, default = 1)]
+    pub page: Option<u32>,
+    /// Items per page (1–100).
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    pub per_page: Option<u32>,
+}
+
+/// Users, newest first, matching a search.
+#[utoipa::path(get, path = "/api/admin/users", tag = "admin", security(("bearer" = [])),
+
+    responses(
+        (status = 200, description = "One page of users", body = Paginated<UserView>),
+        (status = 401, description = "Not logged in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not staff", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid page parameters", body = Problem, content_type = "application/problem+json"),
+))]
+async fn list_users(
+    State(state): State<AppState>,
+    StaffUser(_staff): StaffUser,
+    Query(search): Query<UserSearch>,
+) -> AppResult<Json<Paginated<UserView>>> {
+    let page = PageParams {
+        page: search.page,
+        per_page: search.per_page,
+    }
+    .resolve()?;
+    let pattern = like_pattern(search.q.as_deref());
+    let filter = "($1::text IS NULL OR username ILIKE $1 OR email ILIKE $1
+                   OR (first_name || ' ' || last_name) ILIKE $1)
+                  AND ($2::boolean IS NULL OR is_active = $2)";
+    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM users WHERE {filter}"))
+        .bind(&pattern)
+        .bind(search.is_active)
+        .fetch_one(&state.db)
+        .await?;
+    let users: Vec<User> = sqlx::query_as(&format!(
+        "SELECT * FROM users WHERE {filter} ORDER BY date_joined DESC, id LIMIT $3 OFFSET $4"
+    ))
+    .bind(&pattern)
+    .bind(search.is_active)
+    .bind(page.limit())
+    .bind(page.offset())
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(page.wrap(
+        users.into_iter().map(UserView::from).collect(),
+        total,
+    )))
+}
+
+/// Deactivates an account: it can no longer log in, its access tokens stop working at once and
+/// every refresh token is revoked. Idempotent.
+#[utoipa::path(post, path = "/api/admin/users/{id}/deactivate", tag = "admin", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The user")),
+    responses(
+        (status = 200, description = "The deactivated account", body = UserView),
+        (status = 401, description = "Not logged in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not staff, or the account is a superuser's and the caller is not one",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`cannot_deactivate_self`", body = Problem, content_type = "application/problem+json"),
+))]
+async fn deactivate_user(
+    State(state): State<AppState>,
+    StaffUser(staff): StaffUser,
+    Path(id): Path<Uuid>,
+) -> AppResult<Json<UserView>> {
+    if id == staff.id {
+        return Err(AppError::conflict(
+            "cannot_deactivate_self",
+            "You cannot deactivate your own account.",
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    let target: User = sqlx::query_as("SELECT * FROM users WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| AppError::not_found("User"))?;
+    if target.is_superuser && !staff.is_superuser {
+        return Err(AppError::forbidden(
+            "Only a superuser can deactivate a superuser.",
+        ));
+    }
+    let user: User = sqlx::query_as("UPDATE users SET is_active = false WHERE id = $1 RETURNING *")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    refresh::revoke_all_for_user(&mut *tx, id).await?;
+    tx.commit().await?;
+    tracing::info!(user_id = %id, staff_id = %staff.id, "account deactivated by staff");
+    Ok(Json(user.into()))
+}
+
+/// Lets a deactivated account log in again. Idempotent.
+#[utoipa::path(post, path = "/api/admin/users/{id}/reactivate", tag = "admin", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The user")),
+    responses(
+        (status = 200, description = "The reactivated account", body = UserView),
+        (status = 401, description = "Not logged in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not staff", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+))]
+async fn reactivate_user(
+    State(state): State<AppState>,
+    StaffUser(staff): StaffUser,
+    Path(id): Path<Uuid>,
+) -> AppResult<Json<UserView>> {
+    let user: User = sqlx::query_as("UPDATE users SET is_active = true WHERE id = $1 RETURNING *")
+        .bind(id)
+        .fetch_optional(&state.db)
+        .await?
+        .ok_or_else(|| AppError::not_found("User"))?;
+    tracing::info!(user_id = %id, staff_id = %staff.id, "account reactivated by staff");
+    Ok(Json(user.into()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streams
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StreamSearch {
+    /// Part of the title or the streamer's username.
+    pub q: Option<String>,
+    /// Only live (`true`) or not live (`false`) streams.
+    pub live: Option<bool>,
+    /// 1-based page number.
+    #[param(minimum = 1, default = 1)]
+    pub page: Option<u32>,
+    /// Items per page (1–100).
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    pub per_page: Option<u32>,
+}
+
+/// A stream as staff see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminStream {
+    pub id: Uuid,
+    pub title: String,
+    pub streamer: PublicUser,
+    pub is_live: bool,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct AdminStreamRow {
+    id: Uuid,
+    title: String,
+    streamer_id: Uuid,
+    streamer_username: String,
+    is_active: bool,
+    started_at: Option<DateTime<Utc>>,
+    ended_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<AdminStreamRow> for AdminStream {
+    fn from(r: AdminStreamRow) -> Self {
+        Self {
+            id: r.id,
+            title: r.title,
+            streamer: PublicUser {
+                id: r.streamer_id,
+                username: r.streamer_username,
+            },
+            is_live: r.is_active,
+            started_at: r.started_at,
+            ended_at: r.ended_at,
+            created_at: r.created_at,
+        }
+    }
+}
+
+const STREAM_COLUMNS: &str = "s.id, s.title, s.streamer_id, u.username AS streamer_username,
+    s.is_active, s.started_at, s.ended_at, s.created_at";
+
+/// Streams, live ones first, then newest.
+#[utoipa::path(get, path = "/api/admin/streams", tag = "admin", security(("bearer" = [])),
+
+    responses(
+        (status = 200, description = "One page of streams", body = Paginated<AdminStream>),
+        (status = 401, description = "Not logged in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not staff", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid page parameters", body = Problem, content_type = "application/problem+json"),
+))]
+async fn list_streams(
+    State(state): State<AppState>,
+    StaffUser(_staff): StaffUser,
+    Query(search): Query<StreamSearch>,
+) -> AppResult<Json<Paginated<AdminStream>>> {
+    let page = PageParams {
+        page: search.page,
+        per_page: search.per_page,
+    }
+    .resolve()?;
+    let pattern = like_pattern(search.q.as_deref());
+    let filter = "($1::text IS NULL OR s.title ILIKE $1 OR u.username ILIKE $1)
+                  AND ($2::boolean IS NULL OR s.is_active = $2)";
+    let total: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM streams s JOIN users u ON u.id = s.streamer_id WHERE {filter}"
+    ))
+    .bind(&pattern)
+    .bind(search.live)
+    .fetch_one(&state.db)
+    .await?;
+    let rows: Vec<AdminStreamRow> = sqlx::query_as(&format!(
+        "SELECT {STREAM_COLUMNS} FROM streams s JOIN users u ON u.id = s.streamer_id
+         WHERE {filter}
+         ORDER BY s.is_active DESC, coalesce(s.started_at, s.created_at) DESC, s.id
+         LIMIT $3 OFFSET $4"
+    ))
+    .bind(&pattern)
+    .bind(search.live)
+    .bind(page.limit())
+    .bind(page.offset())
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(page.wrap(
+        rows.into_iter().map(AdminStream::from).collect(),
+        total,
+    )))
+}
+
+/// Ends a live stream: its publisher is disconnected and viewers see it end.
+#[utoipa::path(post, path = "/api/admin/streams/{id}/end", tag = "admin", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The stream")),
+    responses(
+        (status = 200, description = "The ended stream", body = AdminStream),
+        (status = 401, description = "Not logged in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not staff", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such stream", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`stream_not_live`", body = Problem, content_type = "application/problem+json"),
+))]
+async fn end_stream(
+    State(state): State<AppState>,
+    StaffUser(staff): StaffUser,
+    Path(id): Path<Uuid>,
+) -> AppResult<Json<AdminStream>> {
+    let stream = find_stream(&state, id).await?;
+    if !stream.is_active {
+        return Err(AppError::conflict(
+            "stream_not_live",
+            "This stream is not live, so there is nothing to end.",
+        ));
+    }
+    end_live(&state, id).await?;
+    tracing::info!(stream_id = %id, staff_id = %staff.id, "stream ended by staff");
+    Ok(Json(find_stream(&state, id).await?.into()))
+}
+
+/// Marks the stream ended and tells its viewers.
+// TODO(media): replace with the media module's "end a live stream" function once it lands, so
+// the publisher is disconnected too.
+async fn end_live(state: &AppState, id: Uuid) -> AppResult<()> {
+    let ended_at: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "UPDATE streams SET is_active = false, ended_at = now() WHERE id = $1 AND is_active
+         RETURNING ended_at",
+    )
+    .bind(id)
+    .fetch_optional(&state.db)
+    .await?
+    .flatten();
+    if let Some(ended_at) = ended_at {
+        let event = EventData::StreamEnded(StreamEnded {
+            stream_id: id,
+            ended_at,
+        });
+        if let Err(e) = state.events.publish(id, event).await {
+            tracing::warn!(stream_id = %id, cause = %e, "stream.ended not published");
+        }
+    }
+    Ok(())
+}
+
+async fn find_stream(state: &AppState, id: Uuid) -> AppResult<AdminStreamRow> {
+    sqlx::query_as(&format!(
+        "SELECT {STREAM_COLUMNS} FROM streams s JOIN users u ON u.id = s.streamer_id WHERE s.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or_else(|| AppError::not_found("Stream"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Donations
+
+/// The states a donation moves through.
+const DONATION_STATUSES: [&str; 6] = [
+    "pending",
+    "completed",
+    "failed",
+    "expired",
+    "rejected",
+    "refunded",
+];
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DonationSearch {
+    /// Part of the donor's or streamer's username, the stream title or message, or the
+    /// transaction id.
+    pub q: Option<String>,
+    /// One of `pending`, `completed`, `failed`, `expired`, `rejected`, `refunded`.
+    pub status: Option<String>,
+    /// 1-based page number.
+    #[param(minimum = 1, default = 1)]
+    pub page: Option<u32>,
+    /// Items per page (1–100).
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    pub per_page: Option<u32>,
+}
+
+/// A donation as staff see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminDonation {
+    pub id: Uuid,
+    /// The payment gateway's order id.
+    pub transaction_id: Uuid,
+    pub stream_id: Uuid,
+    pub stream_title: String,
+    pub streamer: PublicUser,
+    /// Absent when the donor's account was deleted.
+    pub donor: Option<PublicUser>,
+    /// Whole rupiah.
+    pub amount: i64,
+    pub message: String,
+    /// `midtrans` or `bank_transfer`.
+    pub payment_method: String,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct AdminDonationRow {
+    id: Uuid,
+    transaction_id: Uuid,
+    stream_id: Uuid,
+    stream_title: String,
+    streamer_id: Uuid,
+    streamer_username: String,
+    donor_id: Option<Uuid>,
+    donor_username: Option<String>,
+    amount: i64,
+    message: String,
+    payment_method: String,
+    status: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<AdminDonationRow> for AdminDonation {
+    fn from(r: AdminDonationRow) -> Self {
+        Self {
+            id: r.id,
+            transaction_id: r.transaction_id,
+            stream_id: r.stream_id,
+            stream_title: r.stream_title,
+            streamer: PublicUser {
+                id: r.streamer_id,
+                username: r.streamer_username,
+            },
+            donor: r
+                .donor_id
+                .zip(r.donor_username)
+                .map(|(id, username)| PublicUser { id, username }),
+            amount: r.amount,
+            message: r.message,
+            payment_method: r.payment_method,
+            status: r.status,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// Donations, newest first, matching a search and a status.
+#[utoipa::path(get, path = "/api/admin/donations", tag = "admin", security(("bearer" = [])),
+
+    responses(
+        (status = 200, description = "One page of donations", body = Paginated<AdminDonation>),
+        (status = 401, description = "Not logged in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not staff", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown status or invalid page parameters", body = Problem,
+            content_type = "application/problem+json"),
+))]
+async fn list_donations(
+    State(state): State<AppState>,
+    StaffUser(_staff): StaffUser,
+    Query(search): Query<DonationSearch>,
+) -> AppResult<Json<Paginated<AdminDonation>>> {
+    let page = PageParams {
+        page: search.page,
+        per_page: search.per_page,
+    }
+    .resolve()?;
+    let status = search
+        .status
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    if let Some(status) = status
+        && !DONATION_STATUSES.contains(&status)
+    {
+        return Err(AppError::invalid(
+            "status",
+            "invalid_choice",
+            Cow::Owned(format!(
+                "Unknown status `{status}`; use one of {}.",
+                DONATION_STATUSES.join(", ")
+            )),
+        ));
+    }
+    let pattern = like_pattern(search.q.as_deref());
+    let from = "FROM donations d
+                JOIN streams s ON s.id = d.stream_id
+                JOIN users st ON st.id = s.streamer_id
+                LEFT JOIN users du ON du.id = d.donor_id";
+    let filter = "($1::text IS NULL OR du.username ILIKE $1 OR st.username ILIKE $1
+                   OR s.title ILIKE $1 OR d.message ILIKE $1 OR d.transaction_id::text ILIKE $1)
+                  AND ($2::text IS NULL OR d.status = $2)";
+    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) {from} WHERE {filter}"))
+        .bind(&pattern)
+        .bind(status)
+        .fetch_one(&state.db)
+        .await?;
+    let rows: Vec<AdminDonationRow> = sqlx::query_as(&format!(
+        "SELECT d.id, d.transaction_id, d.stream_id, s.title AS stream_title,
+                st.id AS streamer_id, st.username AS streamer_username,
+                du.id AS donor_id, du.username AS donor_username,
+                d.amount::bigint AS amount, d.message, d.payment_method, d.status,
+                d.created_at, d.updated_at
+         {from} WHERE {filter}
+         ORDER BY d.created_at DESC, d.id LIMIT $3 OFFSET $4"
+    ))
+    .bind(&pattern)
+    .bind(status)
+    .bind(page.limit())
+    .bind(page.offset())
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(page.wrap(
+        rows.into_iter().map(AdminDonation::from).collect(),
+        total,
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_pattern;
+
+    #[test]
+    fn searches_match_anywhere_and_escape_wildcards() {
+        assert_eq!(like_pattern(Some(" budi ")).as_deref(), Some("%budi%"));
+        assert_eq!(
+            like_pattern(Some("50%_off")).as_deref(),
+            Some("%50\\%\\_off%")
+        );
+        assert_eq!(like_pattern(Some("   ")), None);
+        assert_eq!(like_pattern(None), None);
+    }
+}

@@ -1,0 +1,159 @@
+// Shapes of what the API returns. Kept to the fields the pages use; the OpenAPI document at
+// /api/openapi.json is the reference.
+
+export interface User {
+  id: string
+  username: string
+  email: string
+  first_name: string
+  last_name: string
+  is_active: boolean
+  is_staff: boolean
+  is_superuser: boolean
+  is_streamer: boolean
+  last_login: string | null
+  date_joined: string
+}
+
+export interface PublicUser {
+  id: string
+  username: string
+}
+
+export interface TokenResponse {
+  access_token: string
+  refresh_token: string
+  token_type: string
+  expires_in: number
+  user: User
+}
+
+export interface Page<T> {
+  items: T[]
+  page: number
+  per_page: number
+  total: number
+}
+
+export interface CursorPage<T> {
+  items: T[]
+  next_cursor: string | null
+}
+
+export interface StreamHealth {
+  video_bitrate_kbps: number | null
+  audio_bitrate_kbps: number | null
+  fps: number | null
+  keyframe_interval_s: number | null
+  width: number | null
+  height: number | null
+  video_codec: string | null
+  audio_codec: string | null
+  dropped_bytes: number
+}
+
+export interface Stream {
+  id: string
+  title: string
+  description: string
+  streamer: PublicUser
+  is_live: boolean
+  started_at: string | null
+  ended_at: string | null
+  created_at: string
+  hls_url: string | null
+  thumbnail_url: string | null
+  viewer_count: number
+  health?: StreamHealth | null
+}
+
+export interface IngestInfo {
+  ingest_url: string
+  /** Masked (`GET`) or in full, once (`POST` rotate). */
+  stream_key: string
+}
+
+export interface Comment {
+  id: string
+  stream_id?: string
+  author: PublicUser
+  content: string
+  created_at: string
+}
+
+export type DonationStatus = 'pending' | 'completed' | 'failed' | 'expired' | 'rejected' | 'refunded'
+export type PaymentMethod = 'midtrans' | 'bank_transfer'
+
+export interface Donation {
+  id: string
+  transaction_id?: string
+  stream_id: string
+  stream_title?: string
+  streamer?: PublicUser
+  donor?: PublicUser | null
+  donor_name?: string
+  amount: number
+  message: string
+  payment_method: PaymentMethod
+  status: DonationStatus
+  anonymous?: boolean
+  /** Bank transfers: the code the donor writes in the transfer note. */
+  reference?: string | null
+  created_at: string
+  updated_at?: string
+}
+
+export interface SnapPayment {
+  provider: 'midtrans'
+  snap_token: string
+  redirect_url: string
+  client_key: string
+  snap_js_url: string
+}
+
+export interface BankTransferPayment {
+  provider: 'bank_transfer'
+  bank_name: string
+  account_number: string
+  account_holder: string
+  amount: number
+  reference: string
+  expires_at: string
+}
+
+export interface DonationCreated {
+  donation: Donation
+  payment: SnapPayment | BankTransferPayment
+}
+
+export interface DonationHistory extends Page<Donation> {
+  totals?: { completed_amount?: number; completed_count?: number } | null
+}
+
+export interface PayoutDetails {
+  bank_name: string
+  account_number: string
+  account_holder: string
+}
+
+export interface OverlayInfo {
+  token: string
+  url?: string
+}
+
+/** A message on `/ws/stream/{id}/` or `/ws/overlay/{token}`. */
+export interface SocketEnvelope<T = unknown> {
+  type: string
+  id?: number
+  ts?: string
+  data: T
+}
+
+export interface DonationAlert {
+  donation_id: string
+  amount: number
+  currency?: string
+  message: string
+  donor_name: string
+  payment_method: string
+}

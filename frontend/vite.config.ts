@@ -29,5 +29,7 @@ export default defineConfig({
     environment: 'jsdom',
     include: ['tests/unit/**/*.spec.ts'],
     restoreMocks: true,
+    unstubGlobals: true,
+    setupFiles: ['tests/unit/setup.ts'],
   },
 })

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The frontend's part of `make test`: install, component and store tests (vitest), type-check
+# and build, then the browser scenario against a real Siaran (frontend/e2e/run.mjs).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root/frontend"
+say() { printf '\033[1;34m[frontend]\033[0m %s\n' "$*"; }
+
+say "npm ci"
+npm ci --no-audit --no-fund --loglevel=error
+
+say "vitest"
+npx vitest run
+
+say "build"
+FORCE=1 "$root/scripts/build-frontend.sh"
+
+# The scenario runs the debug server that `make test`'s cargo step built.
+if [ ! -x "$root/target/debug/siaran" ]; then
+  say "building target/debug/siaran"
+  (cd "$root" && cargo build --locked --bin siaran)
+fi
+say "end-to-end in headless Chromium"
+SIARAN_BIN="$root/target/debug/siaran" node e2e/run.mjs

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -50,23 +50,26 @@ fn like_pattern(q: Option<&str>) -> Option<String> {
 // ---------------------------------------------------------------------------------------------
 // Users
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Deserialize)]
 pub struct UserSearch {
     /// Part of the username, email or name.
     pub q: Option<String>,
     /// Only active (`true`) or deactivated (`false`) accounts.
     pub is_active: Option<bool>,
     /// 1-based page number.
-    #[param(minimum = 1, default = 1)]
     pub page: Option<u32>,
     /// Items per page (1–100).
-    #[param(minimum = 1, maximum = 100, default = 20)]
     pub per_page: Option<u32>,
 }
 
 /// Users, newest first, matching a search.
 #[utoipa::path(get, path = "/api/admin/users", tag = "admin", security(("bearer" = [])),
+    params(
+        ("q" = Option<String>, Query, description = "Part of the username, email or name"),
+        ("is_active" = Option<bool>, Query, description = "Only active (`true`) or deactivated (`false`) accounts"),
+        ("page" = Option<u32>, Query, description = "1-based page number", minimum = 1),
+        ("per_page" = Option<u32>, Query, description = "Items per page (1–100, default 20)", minimum = 1, maximum = 100),
+    ),
 
     responses(
         (status = 200, description = "One page of users", body = Paginated<UserView>),
@@ -178,18 +181,15 @@ async fn reactivate_user(
 // ---------------------------------------------------------------------------------------------
 // Streams
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Deserialize)]
 pub struct StreamSearch {
     /// Part of the title or the streamer's username.
     pub q: Option<String>,
     /// Only live (`true`) or not live (`false`) streams.
     pub live: Option<bool>,
     /// 1-based page number.
-    #[param(minimum = 1, default = 1)]
     pub page: Option<u32>,
     /// Items per page (1–100).
-    #[param(minimum = 1, maximum = 100, default = 20)]
     pub per_page: Option<u32>,
 }
 
@@ -239,6 +239,12 @@ const STREAM_COLUMNS: &str = "s.id, s.title, s.streamer_id, u.username AS stream
 
 /// Streams, live ones first, then newest.
 #[utoipa::path(get, path = "/api/admin/streams", tag = "admin", security(("bearer" = [])),
+    params(
+        ("q" = Option<String>, Query, description = "Part of the title or the streamer's username"),
+        ("live" = Option<bool>, Query, description = "Only live (`true`) or not live (`false`) streams"),
+        ("page" = Option<u32>, Query, description = "1-based page number", minimum = 1),
+        ("per_page" = Option<u32>, Query, description = "Items per page (1–100, default 20)", minimum = 1, maximum = 100),
+    ),
 
     responses(
         (status = 200, description = "One page of streams", body = Paginated<AdminStream>),
@@ -358,8 +364,7 @@ const DONATION_STATUSES: [&str; 6] = [
     "refunded",
 ];
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Deserialize)]
 pub struct DonationSearch {
     /// Part of the donor's or streamer's username, the stream title or message, or the
     /// transaction id.
@@ -367,10 +372,8 @@ pub struct DonationSearch {
     /// One of `pending`, `completed`, `failed`, `expired`, `rejected`, `refunded`.
     pub status: Option<String>,
     /// 1-based page number.
-    #[param(minimum = 1, default = 1)]
     pub page: Option<u32>,
     /// Items per page (1–100).
-    #[param(minimum = 1, maximum = 100, default = 20)]
     pub per_page: Option<u32>,
 }
 
@@ -440,6 +443,14 @@ impl From<AdminDonationRow> for AdminDonation {
 
 /// Donations, newest first, matching a search and a status.
 #[utoipa::path(get, path = "/api/admin/donations", tag = "admin", security(("bearer" = [])),
+    params(
+        ("q" = Option<String>, Query,
+            description = "Part of the donor's or streamer's username, the stream title, the message or the order id"),
+        ("status" = Option<String>, Query,
+            description = "`pending`, `completed`, `failed`, `expired`, `rejected` or `refunded`"),
+        ("page" = Option<u32>, Query, description = "1-based page number", minimum = 1),
+        ("per_page" = Option<u32>, Query, description = "Items per page (1–100, default 20)", minimum = 1, maximum = 100),
+    ),
 
     responses(
         (status = 200, description = "One page of donations", body = Paginated<AdminDonation>),

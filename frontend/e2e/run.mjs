@@ -361,7 +361,7 @@ try {
     await page.getByRole('cell', { name: 'Main bareng e2e' }).waitFor()
     await shot(page, '12-admin-streams')
     await page.getByRole('link', { name: 'Donations' }).click()
-    await page.locator('#donation-status').selectOption('completed')
+    await page.getByTestId('search-filter').selectOption('completed')
     await page.getByRole('cell', { name: 'Main bareng e2e' }).nth(1).waitFor()
     await shot(page, '13-admin-donations')
   })

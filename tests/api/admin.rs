@@ -19,6 +19,17 @@ async fn json_of(response: reqwest::Response) -> Value {
     response.json().await.expect("JSON body")
 }
 
+/// The (field, code) pairs of a 422 validation problem.
+async fn invalid_fields(response: reqwest::Response) -> Vec<(String, String)> {
+    let body = problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    field_errors(&body)
+}
+
 fn usernames(page: &Value) -> Vec<&str> {
     page["items"]
         .as_array()
@@ -140,27 +151,15 @@ async fn bad_list_parameters_are_field_errors(db: PgPool) {
     let response = app
         .get_as("/api/admin/users?per_page=500", &admin.access_token)
         .await;
-    let body = problem(
-        response,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-    )
-    .await;
     assert_eq!(
-        field_errors(&body),
+        invalid_fields(response).await,
         [("per_page".to_owned(), "out_of_range".to_owned())]
     );
 
     let response = app
         .get_as("/api/admin/users?is_active=maybe", &admin.access_token)
         .await;
-    let body = problem(
-        response,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-    )
-    .await;
-    assert_eq!(field_errors(&body)[0].0, "is_active");
+    assert_eq!(invalid_fields(response).await[0].0, "is_active");
 }
 
 #[sqlx::test(migrator = "siaran::db::MIGRATOR")]
@@ -385,14 +384,8 @@ async fn staff_search_donations_and_filter_by_status(db: PgPool) {
     let unknown = app
         .get_as("/api/admin/donations?status=paid", &admin.access_token)
         .await;
-    let body = problem(
-        unknown,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-    )
-    .await;
     assert_eq!(
-        field_errors(&body),
+        invalid_fields(unknown).await,
         [("status".to_owned(), "invalid_choice".to_owned())]
     );
 }

@@ -8,32 +8,35 @@ import type {
   DonationCreated,
   DonationHistory,
   DonationStatus,
-  IngestInfo,
-  OverlayInfo,
+  DonationDetail,
+  IngestSettings,
+  OverlayStatus,
+  OverlayToken,
   Page,
   PaymentMethod,
   PayoutDetails,
   Stream,
+  StreamKeyCreated,
   User,
 } from './types'
 
 export const streams = {
-  list: (query: { live?: boolean; page?: number; per_page?: number; streamer?: string } = {}) => api.get<Page<Stream>>('/api/streams', query),
+  list: (query: { live?: boolean; page?: number; per_page?: number; streamer_id?: string } = {}) => api.get<Page<Stream>>('/api/streams', query),
   get: (id: string) => api.get<Stream>(`/api/streams/${id}`),
   create: (body: { title: string; description?: string }) => api.post<Stream>('/api/streams', body, { auth: 'required' }),
   update: (id: string, body: { title?: string; description?: string }) => api.patch<Stream>(`/api/streams/${id}`, body, { auth: 'required' }),
   stop: (id: string) => api.post<Stream>(`/api/streams/${id}/stop`, {}, { auth: 'required' }),
-  mine: (userId: string) => api.get<Page<Stream>>('/api/streams', { streamer: userId, per_page: 20 }, { auth: 'required' }),
+  mine: (userId: string) => api.get<Page<Stream>>('/api/streams', { streamer_id: userId, per_page: 20 }, { auth: 'required' }),
 }
 
 export const ingest = {
-  get: () => api.get<IngestInfo>('/api/users/me/ingest', undefined, { auth: 'required' }),
-  rotate: () => api.post<IngestInfo>('/api/users/me/stream-key', {}, { auth: 'required' }),
+  get: () => api.get<IngestSettings>('/api/users/me/ingest', undefined, { auth: 'required' }),
+  rotate: () => api.post<StreamKeyCreated>('/api/users/me/stream-key', {}, { auth: 'required' }),
 }
 
 export const overlay = {
-  get: () => api.get<OverlayInfo>('/api/users/me/overlay', undefined, { auth: 'required' }),
-  rotate: () => api.post<OverlayInfo>('/api/users/me/overlay', {}, { auth: 'required' }),
+  get: () => api.get<OverlayStatus>('/api/users/me/overlay', undefined, { auth: 'required' }),
+  rotate: () => api.post<OverlayToken>('/api/users/me/overlay-token', {}, { auth: 'required' }),
 }
 
 export const comments = {
@@ -58,12 +61,14 @@ export const donations = {
   received: (query: HistoryQuery = {}) => api.get<DonationHistory>('/api/donations/received', { ...query }, { auth: 'required' }),
   receivedCsv: (query: HistoryQuery = {}) => request<Response>('GET', '/api/donations/received', { query: { ...query, format: 'csv' }, auth: 'required', raw: true }),
   ofStream: (streamId: string) => api.get<Page<Donation>>(`/api/streams/${streamId}/donations`),
+  get: (id: string) => api.get<DonationDetail>(`/api/donations/${id}`, undefined, { auth: 'required' }),
   confirm: (id: string) => api.post<Donation>(`/api/donations/${id}/confirm`, {}, { auth: 'required' }),
   reject: (id: string, reason?: string) => api.post<Donation>(`/api/donations/${id}/reject`, reason ? { reason } : {}, { auth: 'required' }),
 }
 
 export const payout = {
-  get: () => api.get<PayoutDetails | null>('/api/users/me/payout', undefined, { auth: 'required' }),
+  /** 404 `payout_details_missing` until set. */
+  get: () => api.get<PayoutDetails>('/api/users/me/payout', undefined, { auth: 'required' }),
   update: (body: PayoutDetails) => api.patch<PayoutDetails>('/api/users/me/payout', body, { auth: 'required' }),
 }
 

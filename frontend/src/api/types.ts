@@ -67,10 +67,20 @@ export interface Stream {
   health?: StreamHealth | null
 }
 
-export interface IngestInfo {
+/** `GET /api/users/me/ingest`: where to publish; the key only masked. */
+export interface IngestSettings {
   ingest_url: string
-  /** Masked (`GET`) or in full, once (`POST` rotate). */
+  /** `null` until a key is created. */
+  masked_key: string | null
+  key_created_at: string | null
+}
+
+/** `POST /api/users/me/stream-key`: the new key, shown this once. */
+export interface StreamKeyCreated {
+  ingest_url: string
   stream_key: string
+  masked_key: string
+  key_created_at: string
 }
 
 export interface Comment {
@@ -90,16 +100,22 @@ export interface Donation {
   stream_id: string
   stream_title?: string
   streamer?: PublicUser
-  donor?: PublicUser | null
+  donor?: (PublicUser & { display_name?: string }) | null
+  /** The donor's display name, or "Anonymous". */
   donor_name?: string
+  /** Whole rupiah. */
   amount: number
   message: string
   payment_method: PaymentMethod
   status: DonationStatus
   anonymous?: boolean
   /** Bank transfers: the code the donor writes in the transfer note. */
-  reference?: string | null
+  reference_code?: string | null
+  expires_at?: string | null
+  /** Why a streamer rejected it, or what ended it. */
+  status_reason?: string
   created_at: string
+  completed_at?: string | null
   updated_at?: string
 }
 
@@ -117,7 +133,7 @@ export interface BankTransferPayment {
   account_number: string
   account_holder: string
   amount: number
-  reference: string
+  reference_code: string
   expires_at: string
 }
 
@@ -127,7 +143,13 @@ export interface DonationCreated {
 }
 
 export interface DonationHistory extends Page<Donation> {
-  totals?: { completed_amount?: number; completed_count?: number } | null
+  totals: { completed_amount: number; completed_count: number }
+}
+
+/** `GET /api/donations/{id}`. */
+export interface DonationDetail {
+  donation: Donation
+  payment: SnapPayment | BankTransferPayment | null
 }
 
 export interface PayoutDetails {
@@ -136,9 +158,20 @@ export interface PayoutDetails {
   account_holder: string
 }
 
-export interface OverlayInfo {
+/** `GET /api/users/me/overlay`: whether an overlay token exists, masked. */
+export interface OverlayStatus {
+  exists: boolean
+  masked_token: string | null
+  masked_url: string | null
+  created_at: string | null
+}
+
+/** `POST /api/users/me/overlay-token`: the new token, shown this once. */
+export interface OverlayToken {
   token: string
-  url?: string
+  overlay_url: string
+  socket_path: string
+  created_at: string
 }
 
 /** A message on `/ws/stream/{id}/` or `/ws/overlay/{token}`. */
@@ -146,6 +179,8 @@ export interface SocketEnvelope<T = unknown> {
   type: string
   id?: number
   ts?: string
+  /** The stream the event happened on. */
+  stream_id?: string
   data: T
 }
 

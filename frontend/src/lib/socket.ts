@@ -15,9 +15,17 @@ export interface ResumableSocketOptions {
   /** Delays between attempts grow from `minDelay` to `maxDelay` (ms). */
   minDelay?: number
   maxDelay?: number
+  /** Resume with `stream_id` too (the overlay socket follows one stream after another). */
+  resumeWithStream?: boolean
   /** For tests. */
   WebSocketImpl?: typeof WebSocket
 }
+
+/**
+ * Server messages that are not stream events. Their `id` repeats the last event id rather than
+ * numbering a new event, so they are never dropped as duplicates.
+ */
+const CONTROL_TYPES = new Set(['ready', 'overlay.ready', 'authenticated', 'pong', 'error'])
 
 export function socketUrl(path: string, query: Record<string, string> = {}, origin: string = window.location.origin): string {
   const url = new URL(path, origin)
@@ -33,6 +41,8 @@ export class ResumableSocket {
   private stopped = false
   /** The highest event id delivered; events at or below it are duplicates from a replay. */
   lastEventId = 0
+  /** The stream those ids number (ids start again on another stream). */
+  lastStreamId: string | null = null
   state: SocketState = 'closed'
 
   constructor(private readonly options: ResumableSocketOptions) {}
@@ -74,7 +84,10 @@ export class ResumableSocket {
   private open(): void {
     const Impl = this.options.WebSocketImpl ?? WebSocket
     const query: Record<string, string> = {}
-    if (this.lastEventId > 0) query.last_event_id = String(this.lastEventId)
+    if (this.lastEventId > 0) {
+      query.last_event_id = String(this.lastEventId)
+      if (this.options.resumeWithStream && this.lastStreamId) query.stream_id = this.lastStreamId
+    }
     this.setState(this.attempts === 0 ? 'connecting' : 'reconnecting')
     const ws = new Impl(socketUrl(this.options.path, query))
     this.ws = ws
@@ -93,8 +106,13 @@ export class ResumableSocket {
         return
       }
       if (!event || typeof event.type !== 'string') return
-      if (typeof event.id === 'number') {
-        if (event.id <= this.lastEventId) return
+      if (typeof event.id === 'number' && !CONTROL_TYPES.has(event.type)) {
+        const stream = typeof event.stream_id === 'string' ? event.stream_id : null
+        if (stream !== null && stream !== this.lastStreamId) {
+          this.lastStreamId = stream
+        } else if (event.id <= this.lastEventId) {
+          return
+        }
         this.lastEventId = event.id
       }
       this.options.onEvent(event)

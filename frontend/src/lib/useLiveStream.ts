@@ -40,6 +40,11 @@ export function useLiveStream(stream: Ref<Stream | null>) {
       case 'viewers.count':
         viewers.value = (event.data as { count: number }).count
         return event.type
+      case 'ready': {
+        const count = (event.data as { viewer_count?: number | null }).viewer_count
+        if (typeof count === 'number') viewers.value = count
+        return event.type
+      }
       default:
         return null
     }

@@ -7,7 +7,7 @@ import { useAuthStore } from '@/stores/auth'
 import { ResumableSocket, type SocketState } from './socket'
 
 /** `path` returns the socket's path, or '' while there is nothing to follow. */
-export function useStreamEvents(path: () => string, onEvent: (event: SocketEnvelope) => void, options: { authenticate?: boolean } = {}) {
+export function useStreamEvents(path: () => string, onEvent: (event: SocketEnvelope) => void, options: { authenticate?: boolean; resumeWithStream?: boolean } = {}) {
   const auth = useAuthStore()
   const connection = ref<SocketState>('closed')
   let socket: ResumableSocket | null = null
@@ -20,7 +20,18 @@ export function useStreamEvents(path: () => string, onEvent: (event: SocketEnvel
     if (!where) return
     socket = new ResumableSocket({
       path: where,
-      onEvent,
+      resumeWithStream: options.resumeWithStream,
+      onEvent: (event) => {
+        // The token expired while connected: refresh it and identify again, silently.
+        const code = event.type === 'error' ? (event.data as { code?: string } | null)?.code : undefined
+        if (code === 'token_expired' && options.authenticate !== false) {
+          void auth.refresh().then(async (ok) => {
+            if (ok) await socket?.reauthenticate()
+          })
+          return
+        }
+        onEvent(event)
+      },
       onState: (s) => (connection.value = s),
       token: options.authenticate === false ? undefined : () => auth.accessToken(),
     })
@@ -43,5 +54,10 @@ export function useStreamEvents(path: () => string, onEvent: (event: SocketEnvel
     )
   }
 
-  return { connection, send: (message: unknown) => socket?.send(message) ?? false }
+  return {
+    connection,
+    send: (message: unknown) => socket?.send(message) ?? false,
+    /** Closes the socket for good (nothing more will come: a revoked overlay token). */
+    close: () => socket?.stop(),
+  }
 }

@@ -25,7 +25,7 @@ describe('donate panel', () => {
     const { calls } = mockFetch({
       'POST /api/streams/s1/donations': () =>
         json({ donation, payment: { provider: 'midtrans', snap_token: 'snap-tok', redirect_url: 'http://x', client_key: 'ck', snap_js_url: '/snap.js' } }, 201),
-      'GET /api/donations/sent': () => json({ items: [donation], page: 1, per_page: 20, total: 1 }),
+      'GET /api/donations/d1': () => json({ donation, payment: null }),
     })
     const wrapper = await mountPanel()
     const presets = wrapper.findAll('.presets button')
@@ -45,13 +45,27 @@ describe('donate panel', () => {
     wrapper.unmount()
   })
 
+  it('says so when the payment ends without money changing hands', async () => {
+    window.snap = { pay: (_t: string, cb: { onClose?: () => void }) => cb.onClose?.() }
+    mockFetch({
+      'POST /api/streams/s1/donations': () =>
+        json({ donation, payment: { provider: 'midtrans', snap_token: 't', redirect_url: 'http://x', client_key: 'ck', snap_js_url: '/snap.js' } }, 201),
+      'GET /api/donations/d1': () => json({ donation: { ...donation, status: 'failed' }, payment: null }),
+    })
+    const wrapper = await mountPanel()
+    await wrapper.find('form').trigger('submit')
+    await flush(10)
+    expect(wrapper.find('[data-testid=donate-done]').text()).toContain('Failed')
+    wrapper.unmount()
+  })
+
   it('shows bank transfer instructions with copy buttons', async () => {
     mockFetch({
       'POST /api/streams/s1/donations': () =>
         json(
           {
             donation: { ...donation, payment_method: 'bank_transfer' },
-            payment: { provider: 'bank_transfer', bank_name: 'BCA', account_number: '1234567890', account_holder: 'Andi Wijaya', amount: 25_000, reference: 'SRN-7QK2', expires_at: '2026-01-03T00:00:00Z' },
+            payment: { provider: 'bank_transfer', bank_name: 'BCA', account_number: '1234567890', account_holder: 'Andi Wijaya', amount: 25_000, reference_code: 'SRN-7QK2', expires_at: '2026-01-03T00:00:00Z' },
           },
           201,
         ),
@@ -64,7 +78,7 @@ describe('donate panel', () => {
     expect(box.text()).toContain('BCA')
     expect(box.text()).toContain('1234567890')
     expect(box.text()).toContain('Rp 25.000')
-    expect(wrapper.find('[data-testid=bank-reference]').text()).toContain('SRN-7QK2')
+    expect(wrapper.find('[data-testid=bank-reference]').text()).toBe('SRN-7QK2')
     expect(box.findAll('button').filter((b) => b.text() === 'Copy')).toHaveLength(3)
   })
 

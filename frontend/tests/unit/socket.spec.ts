@@ -83,6 +83,39 @@ describe('ResumableSocket', () => {
     expect(events).toEqual([{ type: 'error', data: { code: 'rate_limited' } }])
   })
 
+  it('passes control messages that repeat the last event id', () => {
+    const { events } = open()
+    FakeSocket.last.serverOpen()
+    FakeSocket.last.serverSend({ type: 'comment.created', id: 5, data: {} })
+    FakeSocket.last.serverSend({ type: 'pong', id: 5, data: {} })
+    FakeSocket.last.serverSend({ type: 'error', id: 5, data: { code: 'comment_rate_limited' } })
+    expect(events.map((e) => (e as { type: string }).type)).toEqual(['comment.created', 'pong', 'error'])
+  })
+
+  it('numbers events per stream, and resumes the overlay on the stream it followed', async () => {
+    vi.useFakeTimers()
+    const events: unknown[] = []
+    const socket = new ResumableSocket({
+      path: '/ws/overlay/sov_x',
+      onEvent: (e) => events.push(e),
+      resumeWithStream: true,
+      minDelay: 100,
+      WebSocketImpl: FakeSocket as unknown as typeof WebSocket,
+    })
+    socket.start()
+    FakeSocket.last.serverOpen()
+    FakeSocket.last.serverSend({ type: 'donation.received', id: 40, stream_id: 'old', data: {} })
+    // The streamer's next stream numbers its events from 1 again.
+    FakeSocket.last.serverSend({ type: 'donation.received', id: 1, stream_id: 'new', data: {} })
+    FakeSocket.last.serverSend({ type: 'donation.received', id: 2, stream_id: 'new', data: {} })
+    FakeSocket.last.serverClose()
+    await vi.advanceTimersByTimeAsync(150)
+    expect(events).toHaveLength(3)
+    expect(FakeSocket.last.url).toContain('last_event_id=2')
+    expect(FakeSocket.last.url).toContain('stream_id=new')
+    socket.stop()
+  })
+
   it('stays closed once stopped', async () => {
     vi.useFakeTimers()
     const { socket } = open()

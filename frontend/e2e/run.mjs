@@ -151,6 +151,8 @@ function watchConsole(page, who) {
 }
 
 async function shot(page, name) {
+  // A full-page capture of a scrolled page paints the sticky header mid-page.
+  await page.evaluate(() => window.scrollTo(0, 0))
   await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true })
 }
 

@@ -21,7 +21,13 @@ export const routes: RouteRecordRaw[] = [
   { path: '/dashboard', name: 'dashboard', component: () => import('./pages/DashboardPage.vue'), meta: { requiresAuth: true, title: 'Dashboard' } },
   { path: '/donations', name: 'my-donations', component: () => import('./pages/MyDonationsPage.vue'), meta: { requiresAuth: true, title: 'My donations' } },
   { path: '/overlay/:token', name: 'overlay', component: () => import('./pages/OverlayPage.vue'), props: true, meta: { bare: true, title: 'Alerts overlay' } },
-  { path: '/admin', name: 'admin', component: () => import('./pages/AdminPage.vue'), meta: { requiresAuth: true, requiresStaff: true, title: 'Admin' } },
+  {
+    path: '/admin/:tab(users|streams|donations)?',
+    name: 'admin',
+    component: () => import('./pages/AdminPage.vue'),
+    props: true,
+    meta: { requiresAuth: true, requiresStaff: true, title: 'Admin' },
+  },
   { path: '/:pathMatch(.*)*', name: 'not-found', component: () => import('./pages/NotFoundPage.vue'), meta: { title: 'Not found' } },
 ]
 

@@ -40,7 +40,7 @@ describe('admin pages', () => {
     const { calls } = mockFetch({
       'GET /api/admin/donations': (call) => (call.url.includes('status=completed') ? page([]) : problem(503, 'service_unavailable', 'The service is temporarily unavailable. Please try again shortly.')),
     })
-    const { wrapper } = await mountWithApp(AdminPage, { path: '/admin?tab=donations' })
+    const { wrapper } = await mountWithApp(AdminPage, { path: '/admin/donations', props: { tab: 'donations' } })
     await flush()
     expect(wrapper.find('[role=alert]').text()).toBe('The service is temporarily unavailable. Please try again shortly.')
     await wrapper.find('[data-testid=search-filter]').setValue('completed')
@@ -57,7 +57,7 @@ describe('admin pages', () => {
       'GET /api/admin/streams': () => page([live]),
       'POST /api/admin/streams/s1/end': () => json({ ...live, is_live: false, ended_at: '2026-01-01T01:00:00Z' }),
     })
-    const { wrapper } = await mountWithApp(AdminPage, { path: '/admin?tab=streams' })
+    const { wrapper } = await mountWithApp(AdminPage, { path: '/admin/streams', props: { tab: 'streams' } })
     await flush()
     await wrapper.find('button.danger').trigger('click')
     await flush()

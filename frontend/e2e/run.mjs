@@ -150,10 +150,10 @@ function watchConsole(page, who) {
   page.on('pageerror', (err) => consoleErrors.push(`${who} ${page.url()}: ${err.message}`))
 }
 
-async function shot(page, name) {
+async function shot(page, name, { transparent = false } = {}) {
   // A full-page capture of a scrolled page paints the sticky header mid-page.
   await page.evaluate(() => window.scrollTo(0, 0))
-  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true })
+  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true, omitBackground: transparent })
 }
 
 async function register(page, username) {
@@ -309,7 +309,7 @@ try {
     await page.getByTestId('donation-alert').filter({ hasText: 'Semangat dari e2e' }).waitFor({ timeout: 15_000 })
     await shot(page, '05-watch-donation-alert')
     await overlayPage.getByTestId('donation-alert').filter({ hasText: 'Semangat dari e2e' }).waitFor({ timeout: 15_000 })
-    await shot(overlayPage, '06-overlay-alert')
+    await shot(overlayPage, '06-overlay-alert', { transparent: true })
     await streamerWatch.getByTestId('donation-alert').filter({ hasText: 'Semangat dari e2e' }).waitFor({ timeout: 15_000 })
   })
 

@@ -12,7 +12,7 @@
 // Prints one line per step and ends with "N passed, N failed".
 
 import { execFileSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium } from 'playwright-core'
@@ -335,7 +335,7 @@ try {
     await page.getByTestId('donation-alert').filter({ hasText: 'Transfer dari e2e' }).waitFor({ timeout: 30_000 })
   })
 
-  await step('the viewer\'s history and the streamer\'s received list show both donations completed', async () => {
+  await step('the viewer\'s history and the streamer\'s received list (and its CSV) show both donations completed', async () => {
     const { page } = viewer
     await page.goto('/donations')
     const completed = page.getByTestId('my-donations').getByTestId('status').filter({ hasText: 'Completed' })
@@ -344,18 +344,29 @@ try {
     await shot(page, '09-my-donations')
     const dash = streamer.page
     await dash.goto('/dashboard')
-    await dash.getByTestId('donations-received').getByTestId('status').filter({ hasText: 'Completed' }).nth(1).waitFor()
+    const received = dash.getByTestId('donations-received')
+    await received.getByTestId('status').filter({ hasText: 'Completed' }).nth(1).waitFor()
     await shot(dash, '10-dashboard-received')
+    const [download] = await Promise.all([dash.waitForEvent('download'), received.getByRole('button', { name: 'Download CSV' }).click()])
+    const csv = readFileSync(await download.path(), 'utf8')
+    assert(csv.includes('Semangat dari e2e') && csv.includes('Transfer dari e2e'), `the CSV lists both donations:\n${csv}`)
   })
 
-  await step('staff search users, streams and donations on the admin pages', async () => {
+  await step('staff log in with the keyboard alone and search users, streams and donations', async () => {
     execFileSync(bin, ['create-superuser', '--username', 'admin_e2e', '--email', 'admin_e2e@example.com', '--password', PASSWORD], { env: { ...process.env, ...env }, stdio: 'pipe' })
     admin = await newUser('admin')
     const { page } = admin
     await page.goto('/login')
-    await page.fill('input[name=login]', 'admin_e2e')
-    await page.fill('input[name=password]', PASSWORD)
-    await page.click('button[type=submit]')
+    // Keyboard only: Tab to the form, type, Enter.
+    for (let i = 0; i < 12 && !(await page.evaluate(() => document.activeElement?.getAttribute('name') === 'login')); i++) {
+      await page.keyboard.press('Tab')
+    }
+    assert(await page.evaluate(() => document.activeElement?.getAttribute('name') === 'login'), 'Tab reaches the login field')
+    await page.keyboard.type('admin_e2e')
+    await page.keyboard.press('Tab')
+    await page.keyboard.type(PASSWORD)
+    await page.keyboard.press('Enter')
+    await page.waitForURL((url) => url.pathname === '/')
     await page.getByRole('link', { name: 'Admin' }).click()
     await page.getByRole('cell', { name: 'rina_e2e', exact: true }).waitFor()
     await shot(page, '11-admin-users')
@@ -379,11 +390,13 @@ try {
     await phone.context.close()
   })
 
-  await step('when the publisher stops, the viewer sees the stream end by itself', async () => {
+  await step('when the publisher stops, an open watch page shows the end by itself', async () => {
+    // streamerWatch has stayed open on the watch page since the chat step, never reloaded.
+    await streamerWatch.getByTestId('live-badge').waitFor()
     await stop(ffmpeg)
-    await viewer.page.goto(`/streams/${streamId}`).catch(() => {})
-    await viewer.page.getByTestId('phase-badge').filter({ hasText: 'Ended' }).waitFor({ timeout: 20_000 })
-    await shot(viewer.page, '15-watch-ended')
+    await streamerWatch.getByTestId('phase-badge').filter({ hasText: 'Ended' }).waitFor({ timeout: 20_000 })
+    await streamerWatch.getByTestId('slate').getByText('This stream has ended').waitFor()
+    await shot(streamerWatch, '15-watch-ended')
   })
 
   await step('the login page and a page that does not exist', async () => {

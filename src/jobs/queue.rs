@@ -158,8 +158,9 @@ impl JobQueue {
         Ok(stream + delayed)
     }
 
-    /// Creates the consumer group (and the stream) if they do not exist yet.
-    pub(super) async fn ensure_group(&self) -> RedisResult<()> {
+    /// Creates the consumer group once the stream exists. `false` while no job was ever queued:
+    /// the stream is not created for nothing (an idle deployment, or a test, leaves no keys).
+    pub(super) async fn ensure_group(&self) -> RedisResult<bool> {
         let mut conn = self.redis.conn().await?;
         let created: RedisResult<()> = redis::cmd("XGROUP")
             .arg("CREATE")
@@ -167,12 +168,13 @@ impl JobQueue {
             .arg(GROUP)
             // From the start: jobs queued before any worker ever ran are not skipped.
             .arg("0")
-            .arg("MKSTREAM")
             .query_async(&mut conn)
             .await;
         match created {
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            other => other,
+            Ok(()) => Ok(true),
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(true),
+            Err(e) if e.to_string().contains("requires the key to exist") => Ok(false),
+            Err(e) => Err(e),
         }
     }
 

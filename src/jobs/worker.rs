@@ -70,10 +70,11 @@ fn hostname() -> String {
         .unwrap_or_else(|| "host".to_owned())
 }
 
-/// Queues the periodic sweep once per interval across all processes.
+/// Queues the periodic sweep once per interval across all processes (the first one a period
+/// after start: a process that restarts in a loop does not flood the queue).
 async fn scheduler(state: AppState) {
     let period = Duration::from_secs(state.config.jobs.schedule_interval_secs.max(1));
-    let mut ticks = tokio::time::interval(period);
+    let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -154,9 +155,14 @@ async fn worker(state: AppState, consumer: String) {
             }
             Err(e) if e.code() == Some("NOGROUP") => {
                 conn = Some(c);
-                if let Err(e) = queue.ensure_group().await {
-                    tracing::warn!(consumer, cause = %e, "creating the job group failed");
-                    pause(&state).await;
+                match queue.ensure_group().await {
+                    Ok(true) => {}
+                    // Nothing was ever queued: look again in a moment.
+                    Ok(false) => pause(&state).await,
+                    Err(e) => {
+                        tracing::warn!(consumer, cause = %e, "creating the job group failed");
+                        pause(&state).await;
+                    }
                 }
             }
             Err(e) => {
@@ -198,7 +204,7 @@ async fn take_over(
     claim_idle: Duration,
 ) -> redis::RedisResult<Vec<(StreamId, usize)>> {
     let mut conn = conn.clone();
-    let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+    let reply: redis::RedisResult<StreamAutoClaimReply> = redis::cmd("XAUTOCLAIM")
         .arg(queue.stream_key())
         .arg(GROUP)
         .arg(consumer)
@@ -207,7 +213,11 @@ async fn take_over(
         .arg("COUNT")
         .arg(10)
         .query_async(&mut conn)
-        .await?;
+        .await;
+    let reply = match reply {
+        Err(e) if e.code() == Some("NOGROUP") => return Ok(Vec::new()),
+        other => other?,
+    };
     let mut claimed = Vec::with_capacity(reply.claimed.len());
     for entry in reply.claimed {
         // XAUTOCLAIM counted this delivery too.

@@ -56,6 +56,7 @@ pub enum MidtransError {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SnapRequest {
     pub transaction_details: TransactionDetails,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub item_details: Vec<ItemDetails>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub customer_details: Option<CustomerDetails>,

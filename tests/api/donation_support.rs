@@ -24,6 +24,28 @@ pub struct Payments {
     http: reqwest::Client,
 }
 
+impl Drop for Payments {
+    /// Stops the workers and removes this test's Redis keys (jobs, events), so the shared Redis
+    /// does not collect streams from every run. Synchronous: `Drop` cannot await.
+    fn drop(&mut self) {
+        self.app.state.shutdown.cancel();
+        let config = &self.app.state.config;
+        let Ok(client) = redis::Client::open(config.redis_url.as_str()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1)) else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", config.redis_prefix))
+            .query(&mut conn)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+        }
+    }
+}
+
 /// A streamer with a live stream and a donor, both logged in.
 pub struct Cast {
     pub streamer: Session,

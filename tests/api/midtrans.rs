@@ -476,3 +476,38 @@ async fn the_donor_can_read_back_a_pending_payment(db: PgPool) {
     );
     problem(theirs, StatusCode::NOT_FOUND, "not_found").await;
 }
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn a_refund_moves_a_completed_donation_on_and_never_back(db: PgPool) {
+    let env = Payments::spawn(db).await;
+    let cast = env.cast().await;
+    let created = env.donate_online(&cast, 60_000).await;
+    let (id, order) = (donation_id(&created), order_id(&created));
+    env.midtrans_action(&order, "card").await;
+    env.wait_for_status(&id, "completed").await;
+
+    env.midtrans_action(&order, "refund").await;
+    env.wait_for_status(&id, "refunded").await;
+    env.notify(&order, &json!({"transaction_status": "settlement"}))
+        .await;
+    env.settle().await;
+
+    assert_eq!(env.status_of(&id).await, "refunded");
+    assert_eq!(
+        env.donation_events(cast.stream_id).await.len(),
+        1,
+        "the alert went out once, at completion"
+    );
+    let history: Vec<(String, String)> =
+        sqlx::query_as("SELECT from_status, to_status FROM donation_transitions ORDER BY id")
+            .fetch_all(&env.app.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        history,
+        vec![
+            ("pending".into(), "completed".into()),
+            ("completed".into(), "refunded".into())
+        ]
+    );
+}

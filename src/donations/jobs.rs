@@ -22,6 +22,12 @@ const STUCK_AFTER: Duration = Duration::from_secs(30);
 const RECHECK_EVERY: Duration = Duration::from_secs(5 * 60);
 /// How many of each kind one reconciliation run handles (the next run takes the rest).
 const BATCH: i64 = 200;
+/// An outbox row that failed this often (over several requeues) is left for a person: its
+/// `last_error` says why.
+const GIVE_UP_AFTER_ATTEMPTS: i32 = 50;
+/// Unprocessed notifications are requeued for this long; after that the donation's own
+/// reconciliation (which asks Midtrans directly) is what settles it.
+const NOTIFICATIONS_KEPT_TRYING: chrono::Duration = chrono::Duration::days(1);
 
 /// Processes a stored notification: asks Midtrans for the order's verified status and acts on
 /// that. Idempotent: a processed notification is skipped, and applying a status twice changes
@@ -124,16 +130,20 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<()> {
 }
 
 /// Midtrans donations pending longer than `reconcile_after` (a lost notification) or past
-/// their expiry: ask Midtrans what happened.
+/// their expiry: queue a check of each. Marking them checked in the same statement keeps two
+/// sweeps (or a slow queue) from asking twice.
 async fn reconcile_midtrans(state: &AppState) -> anyhow::Result<()> {
     let after = Duration::from_secs(state.config.donations.reconcile_after_secs);
     let now = Utc::now();
     let ids: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM donations
-          WHERE status = 'pending' AND payment_method = 'midtrans'
-            AND (created_at <= $1 OR expires_at <= $2)
-            AND (checked_at IS NULL OR checked_at <= $3)
-          ORDER BY created_at LIMIT $4",
+        "UPDATE donations SET checked_at = $2
+          WHERE id IN (SELECT id FROM donations
+                        WHERE status = 'pending' AND payment_method = 'midtrans'
+                          AND (created_at <= $1 OR expires_at <= $2)
+                          AND (checked_at IS NULL OR checked_at <= $3)
+                        ORDER BY created_at LIMIT $4
+                        FOR UPDATE SKIP LOCKED)
+         RETURNING id",
     )
     .bind(now - after)
     .bind(now)
@@ -141,16 +151,20 @@ async fn reconcile_midtrans(state: &AppState) -> anyhow::Result<()> {
     .bind(BATCH)
     .fetch_all(&state.db)
     .await?;
-    for id in ids {
-        match verify_with_midtrans(state, id).await {
-            Ok(Applied::Unchanged) => {}
-            Ok(outcome) => {
-                tracing::info!(donation_id = %id, outcome = outcome.describe(), "reconciled with Midtrans");
-            }
-            Err(e) => {
-                tracing::warn!(donation_id = %id, cause = format!("{e:#}"), "reconciliation could not reach a verdict");
-            }
-        }
+    for donation_id in ids {
+        state
+            .jobs
+            .enqueue(Job::CheckDonation { donation_id })
+            .await?;
+    }
+    Ok(())
+}
+
+/// One reconciliation check: what does Midtrans say about this donation?
+pub async fn check_donation(state: &AppState, donation_id: Uuid) -> anyhow::Result<()> {
+    let outcome = verify_with_midtrans(state, donation_id).await?;
+    if outcome != Applied::Unchanged {
+        tracing::info!(%donation_id, outcome = outcome.describe(), "reconciled with Midtrans");
     }
     Ok(())
 }
@@ -159,22 +173,26 @@ async fn reconcile_midtrans(state: &AppState) -> anyhow::Result<()> {
 async fn requeue_stuck(state: &AppState) -> anyhow::Result<()> {
     let before = Utc::now() - STUCK_AFTER;
     let outbox: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM donation_outbox WHERE delivered_at IS NULL AND created_at <= $1
+        "SELECT id FROM donation_outbox
+          WHERE delivered_at IS NULL AND created_at <= $1 AND attempts < $3
           ORDER BY created_at LIMIT $2",
     )
     .bind(before)
     .bind(BATCH)
+    .bind(GIVE_UP_AFTER_ATTEMPTS)
     .fetch_all(&state.db)
     .await?;
     for outbox_id in outbox {
         state.jobs.enqueue(Job::DeliverOutbox { outbox_id }).await?;
     }
     let notifications: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM payment_notifications WHERE processed_at IS NULL AND received_at <= $1
+        "SELECT id FROM payment_notifications
+          WHERE processed_at IS NULL AND received_at <= $1 AND received_at >= $3
           ORDER BY received_at LIMIT $2",
     )
     .bind(before)
     .bind(BATCH)
+    .bind(Utc::now() - NOTIFICATIONS_KEPT_TRYING)
     .fetch_all(&state.db)
     .await?;
     for notification_id in notifications {

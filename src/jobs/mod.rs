@@ -39,9 +39,11 @@ pub use worker::{run_workers, spawn_workers};
 pub enum Job {
     /// Ask Midtrans for the verified status of a notified order and act on it.
     ProcessNotification { notification_id: Uuid },
-    /// The periodic sweep: reconcile old pending Midtrans donations, expire stale ones, requeue
-    /// undelivered outbox rows and unprocessed notifications.
+    /// The periodic sweep: expire stale bank transfers, queue checks of old pending Midtrans
+    /// donations, requeue undelivered outbox rows and unprocessed notifications.
     Reconcile,
+    /// Ask Midtrans for the status of one donation (queued by the sweep).
+    CheckDonation { donation_id: Uuid },
     /// Deliver one effect of a status change (the live alert or an email).
     DeliverOutbox { outbox_id: Uuid },
 }
@@ -53,6 +55,7 @@ impl Job {
         match self {
             Self::ProcessNotification { .. } => "process_notification",
             Self::Reconcile => "reconcile",
+            Self::CheckDonation { .. } => "check_donation",
             Self::DeliverOutbox { .. } => "deliver_outbox",
         }
     }
@@ -65,6 +68,9 @@ async fn handle(state: &AppState, job: &Job) -> anyhow::Result<()> {
             crate::donations::jobs::process_notification(state, *notification_id).await
         }
         Job::Reconcile => crate::donations::jobs::reconcile(state).await,
+        Job::CheckDonation { donation_id } => {
+            crate::donations::jobs::check_donation(state, *donation_id).await
+        }
         Job::DeliverOutbox { outbox_id } => {
             crate::donations::jobs::deliver_outbox(state, *outbox_id).await
         }

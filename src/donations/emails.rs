@@ -2,7 +2,7 @@
 //! the donor when a bank transfer is rejected or expires. Each has a plain-text and an HTML body.
 
 use super::jobs::Parties;
-use super::model::Donation;
+use super::model::{Donation, DonationStatus};
 use crate::mail::{Email, escape};
 use crate::payments::rupiah;
 use crate::state::AppState;
@@ -113,7 +113,9 @@ pub(super) fn donor_receipt(
     }
 }
 
-pub(super) fn donor_rejected(
+/// To the donor of a bank transfer that was rejected or expired: what happened, and what to do
+/// if the money was sent anyway.
+pub(super) fn donor_transfer_ended(
     state: &AppState,
     donation: &Donation,
     parties: &Parties,
@@ -121,68 +123,55 @@ pub(super) fn donor_rejected(
     donor_email: &str,
 ) -> Email {
     let amount = rupiah(donation.rupiah());
-    let reason = if donation.status_reason.is_empty() {
-        "No reason was given.".to_owned()
-    } else {
-        donation.status_reason.clone()
-    };
+    let code = donation.reference_code.as_deref().unwrap_or("-");
     let link = format!("{}/dashboard/donations/sent", state.config.public_base());
+    let (subject, headline, what, reason) = if donation.status() == DonationStatus::Rejected {
+        let reason = if donation.status_reason.is_empty() {
+            "No reason was given."
+        } else {
+            donation.status_reason.as_str()
+        };
+        (
+            format!("Your bank transfer of {amount} was not confirmed"),
+            "Transfer not confirmed",
+            format!(
+                "{} could not confirm your bank transfer",
+                parties.streamer_name
+            ),
+            Some(reason),
+        )
+    } else {
+        (
+            format!("Your bank transfer donation of {amount} expired"),
+            "Donation expired",
+            format!(
+                "{} did not confirm your bank transfer before it expired",
+                parties.streamer_name
+            ),
+            None,
+        )
+    };
+    let reason_text = reason.map_or_else(String::new, |r| format!("\nReason: {r}\n"));
+    let reason_html = reason.map_or_else(String::new, |r| format!("<p>Reason: {}</p>", escape(r)));
     Email {
         to_name: donor_name.to_owned(),
         to_address: donor_email.to_owned(),
-        subject: format!("Your bank transfer of {amount} was not confirmed"),
+        subject,
         text: format!(
-            "Hi {donor_name},\n\n{streamer} could not confirm your bank transfer of {amount} \
-             (reference {code}) for \"{title}\".\n\nReason: {reason}\n\n\
-             If you did transfer the money, reply to the streamer with your transfer receipt.\n\
+            "Hi {donor_name},\n\n{what}: {amount} (reference {code}) for \"{title}\".\n{reason_text}\n\
+             If you did transfer the money, contact the streamer with your transfer receipt.\n\
              Your donations: {link}\n",
-            streamer = parties.streamer_name,
-            code = donation.reference_code.as_deref().unwrap_or("-"),
             title = parties.stream_title,
         ),
         html: format!(
-            "<h2>Transfer not confirmed</h2><p>Hi {donor},</p><p>{streamer} could not confirm your bank \
-             transfer of <b>{amount}</b> (reference <code>{code}</code>) for <i>{title}</i>.</p>\
-             <p>Reason: {reason}</p><p>If you did transfer the money, contact the streamer with your \
-             transfer receipt.</p><p><a href=\"{link}\">Your donations</a></p>",
+            "<h2>{headline}</h2><p>Hi {donor},</p><p>{what}: <b>{amount}</b> (reference \
+             <code>{code}</code>) for <i>{title}</i>.</p>{reason_html}<p>If you did transfer the \
+             money, contact the streamer with your transfer receipt.</p>\
+             <p><a href=\"{link}\">Your donations</a></p>",
             donor = escape(donor_name),
-            streamer = escape(&parties.streamer_name),
-            code = escape(donation.reference_code.as_deref().unwrap_or("-")),
+            what = escape(&what),
+            code = escape(code),
             title = escape(&parties.stream_title),
-            reason = escape(&reason),
-            link = escape(&link),
-        ),
-    }
-}
-
-pub(super) fn donor_expired(
-    state: &AppState,
-    donation: &Donation,
-    parties: &Parties,
-    donor_name: &str,
-    donor_email: &str,
-) -> Email {
-    let amount = rupiah(donation.rupiah());
-    let link = format!("{}/dashboard/donations/sent", state.config.public_base());
-    Email {
-        to_name: donor_name.to_owned(),
-        to_address: donor_email.to_owned(),
-        subject: format!("Your bank transfer donation of {amount} expired"),
-        text: format!(
-            "Hi {donor_name},\n\nYour bank transfer donation of {amount} (reference {code}) to \
-             {streamer} was not confirmed before it expired.\n\nIf you already transferred the \
-             money, contact the streamer with your transfer receipt.\nYour donations: {link}\n",
-            code = donation.reference_code.as_deref().unwrap_or("-"),
-            streamer = parties.streamer_name,
-        ),
-        html: format!(
-            "<h2>Donation expired</h2><p>Hi {donor},</p><p>Your bank transfer donation of <b>{amount}</b> \
-             (reference <code>{code}</code>) to {streamer} was not confirmed before it expired.</p>\
-             <p>If you already transferred the money, contact the streamer with your transfer \
-             receipt.</p><p><a href=\"{link}\">Your donations</a></p>",
-            donor = escape(donor_name),
-            code = escape(donation.reference_code.as_deref().unwrap_or("-")),
-            streamer = escape(&parties.streamer_name),
             link = escape(&link),
         ),
     }

@@ -331,11 +331,8 @@ async fn produce(state: &AppState, donation_id: Uuid, kind: &str) -> anyhow::Res
                 "email_donor_receipt" => {
                     emails::donor_receipt(state, &donation, &parties, name, address)
                 }
-                "email_donor_rejected" => {
-                    emails::donor_rejected(state, &donation, &parties, name, address)
-                }
-                "email_donor_expired" => {
-                    emails::donor_expired(state, &donation, &parties, name, address)
+                "email_donor_rejected" | "email_donor_expired" => {
+                    emails::donor_transfer_ended(state, &donation, &parties, name, address)
                 }
                 other => anyhow::bail!("unknown outbox kind {other}"),
             };

@@ -191,10 +191,16 @@ impl JobQueue {
 
     /// The job is done: forget it.
     pub(super) async fn complete(&self, entry_id: &str) -> RedisResult<()> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        self.remove(&mut pipe, entry_id);
         let mut conn = self.redis.conn().await?;
-        redis::pipe()
-            .atomic()
-            .cmd("XACK")
+        pipe.query_async(&mut conn).await
+    }
+
+    /// Acknowledges an entry and deletes it from the stream (as part of `pipe`).
+    fn remove(&self, pipe: &mut redis::Pipeline, entry_id: &str) {
+        pipe.cmd("XACK")
             .arg(self.stream_key())
             .arg(GROUP)
             .arg(entry_id)
@@ -202,9 +208,7 @@ impl JobQueue {
             .cmd("XDEL")
             .arg(self.stream_key())
             .arg(entry_id)
-            .ignore()
-            .query_async(&mut conn)
-            .await
+            .ignore();
     }
 
     /// The job failed: schedule its next attempt after the backoff, or bury it when it has had
@@ -253,15 +257,7 @@ impl JobQueue {
                 None
             }
         };
-        pipe.cmd("XACK")
-            .arg(self.stream_key())
-            .arg(GROUP)
-            .arg(entry_id)
-            .ignore()
-            .cmd("XDEL")
-            .arg(self.stream_key())
-            .arg(entry_id)
-            .ignore();
+        self.remove(&mut pipe, entry_id);
         let mut conn = self.redis.conn().await?;
         pipe.query_async::<()>(&mut conn).await?;
         Ok(retry)

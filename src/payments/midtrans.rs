@@ -185,23 +185,14 @@ impl Midtrans {
         format!("{}/snap/snap.js", self.snap_url)
     }
 
-    fn authorised(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        request
+    /// Sends with the server key and reads the whole answer.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::StatusCode, bytes::Bytes), MidtransError> {
+        let response = request
             .basic_auth(&self.server_key, Some(""))
             .header(reqwest::header::ACCEPT, "application/json")
-    }
-
-    /// Asks Snap for a payment token (`POST /snap/v1/transactions`).
-    pub async fn create_transaction(
-        &self,
-        request: &SnapRequest,
-    ) -> Result<SnapToken, MidtransError> {
-        let response = self
-            .authorised(
-                self.http
-                    .post(format!("{}/snap/v1/transactions", self.snap_url)),
-            )
-            .json(request)
             .send()
             .await
             .map_err(|e| MidtransError::Unreachable(without_url(e)))?;
@@ -210,6 +201,21 @@ impl Midtrans {
             .bytes()
             .await
             .map_err(|e| MidtransError::Unreachable(without_url(e)))?;
+        Ok((status, body))
+    }
+
+    /// Asks Snap for a payment token (`POST /snap/v1/transactions`).
+    pub async fn create_transaction(
+        &self,
+        request: &SnapRequest,
+    ) -> Result<SnapToken, MidtransError> {
+        let (status, body) = self
+            .send(
+                self.http
+                    .post(format!("{}/snap/v1/transactions", self.snap_url))
+                    .json(request),
+            )
+            .await?;
         if !status.is_success() {
             return Err(refused(status.as_u16(), &body));
         }
@@ -219,16 +225,7 @@ impl Midtrans {
     /// Asks the Core API for the verified status of an order (`GET /v2/{order_id}/status`).
     pub async fn status(&self, order_id: &str) -> Result<StatusAnswer, MidtransError> {
         let url = format!("{}/v2/{}/status", self.api_url, urlencode(order_id));
-        let response = self
-            .authorised(self.http.get(url))
-            .send()
-            .await
-            .map_err(|e| MidtransError::Unreachable(without_url(e)))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| MidtransError::Unreachable(without_url(e)))?;
+        let (status, body) = self.send(self.http.get(url)).await?;
         let parsed: Option<TransactionStatus> = serde_json::from_slice(&body).ok();
         // Before a payment method is chosen Midtrans answers body status_code "404", with HTTP
         // 404 or 200 depending on the endpoint's mood.

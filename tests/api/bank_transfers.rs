@@ -94,10 +94,7 @@ async fn two_concurrent_confirmations_complete_it_once(db: PgPool) {
 
     assert_eq!((a.status(), b.status()), (StatusCode::OK, StatusCode::OK));
     env.settle().await;
-    let transitions: i64 = sqlx::query_scalar("SELECT count(*) FROM donation_transitions")
-        .fetch_one(&env.app.db)
-        .await
-        .unwrap();
+    let transitions: i64 = env.count("SELECT count(*) FROM donation_transitions").await;
     assert_eq!(transitions, 1);
     assert_eq!(env.donation_events(cast.stream_id).await.len(), 1);
     assert_eq!(env.smtp.wait_for("andi@example.com", 1).await.len(), 1);
@@ -112,22 +109,8 @@ async fn only_the_streamer_of_the_stream_may_confirm(db: PgPool) {
     let other_streamer = env.app.signed_up("budi").await;
     env.app.make_staff(other_streamer.id).await;
 
-    let by_donor = env
-        .app
-        .post_as(
-            &format!("/api/donations/{id}/confirm"),
-            &cast.donor.access_token,
-            &json!({}),
-        )
-        .await;
-    let by_other = env
-        .app
-        .post_as(
-            &format!("/api/donations/{id}/reject"),
-            &other_streamer.access_token,
-            &json!({}),
-        )
-        .await;
+    let by_donor = env.confirm(&cast.donor, &id).await;
+    let by_other = env.decide(&other_streamer, &id, "reject", &json!({})).await;
     let anonymous = env
         .app
         .post(&format!("/api/donations/{id}/confirm"), &json!({}))
@@ -153,22 +136,9 @@ async fn confirming_an_expired_transfer_is_refused_and_the_donor_is_told(db: PgP
     let env = Payments::spawn(db).await;
     let cast = env.cast().await;
     let id = donation_id(&env.donate_by_transfer(&cast, 40_000).await);
-    sqlx::query(
-        "UPDATE donations SET expires_at = now() - interval '1 second' WHERE id = $1::uuid",
-    )
-    .bind(&id)
-    .execute(&env.app.db)
-    .await
-    .unwrap();
+    env.backdate_expiry(&id, "1 second").await;
 
-    let response = env
-        .app
-        .post_as(
-            &format!("/api/donations/{id}/confirm"),
-            &cast.streamer.access_token,
-            &json!({}),
-        )
-        .await;
+    let response = env.confirm(&cast.streamer, &id).await;
 
     problem(response, StatusCode::CONFLICT, "donation_expired").await;
     assert_eq!(env.status_of(&id).await, "expired");
@@ -191,21 +161,14 @@ async fn rejecting_tells_the_donor_why_and_is_final(db: PgPool) {
     let id = donation_id(&env.donate_by_transfer(&cast, 40_000).await);
 
     let rejected = env
-        .app
-        .post_as(
-            &format!("/api/donations/{id}/reject"),
-            &cast.streamer.access_token,
+        .decide(
+            &cast.streamer,
+            &id,
+            "reject",
             &json!({"reason": "Tidak ada transfer masuk"}),
         )
         .await;
-    let confirm_after = env
-        .app
-        .post_as(
-            &format!("/api/donations/{id}/confirm"),
-            &cast.streamer.access_token,
-            &json!({}),
-        )
-        .await;
+    let confirm_after = env.confirm(&cast.streamer, &id).await;
 
     assert_eq!(rejected.status(), StatusCode::OK);
     let body: Value = rejected.json().await.unwrap();
@@ -223,14 +186,7 @@ async fn online_donations_cannot_be_confirmed_by_hand(db: PgPool) {
     let cast = env.cast().await;
     let id = donation_id(&env.donate_online(&cast, 10_000).await);
 
-    let response = env
-        .app
-        .post_as(
-            &format!("/api/donations/{id}/confirm"),
-            &cast.streamer.access_token,
-            &json!({}),
-        )
-        .await;
+    let response = env.confirm(&cast.streamer, &id).await;
 
     problem(response, StatusCode::CONFLICT, "not_bank_transfer").await;
 }
@@ -241,11 +197,7 @@ async fn reconciliation_expires_overdue_transfers_and_emails_the_donor(db: PgPoo
     let cast = env.cast().await;
     let overdue = donation_id(&env.donate_by_transfer(&cast, 40_000).await);
     let fresh = donation_id(&env.donate_by_transfer(&cast, 50_000).await);
-    sqlx::query("UPDATE donations SET expires_at = now() - interval '1 hour' WHERE id = $1::uuid")
-        .bind(&overdue)
-        .execute(&env.app.db)
-        .await
-        .unwrap();
+    env.backdate_expiry(&overdue, "1 hour").await;
 
     siaran::donations::jobs::reconcile(&env.app.state)
         .await

@@ -137,6 +137,55 @@ impl Payments {
         .expect("inserting a live stream")
     }
 
+    /// GETs `path` as `session` and reads the JSON body.
+    pub async fn get_json(&self, path: &str, session: &Session) -> Value {
+        self.app
+            .get_as(path, &session.access_token)
+            .await
+            .json()
+            .await
+            .expect("JSON body")
+    }
+
+    /// A single number from the test's database (`SELECT count(*) ...`).
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.app.db)
+            .await
+            .expect("counting")
+    }
+
+    /// `POST /api/donations/{id}/{decision}` (`confirm` or `reject`) as `session`.
+    pub async fn decide(
+        &self,
+        session: &Session,
+        id: &str,
+        decision: &str,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.app
+            .post_as(
+                &format!("/api/donations/{id}/{decision}"),
+                &session.access_token,
+                body,
+            )
+            .await
+    }
+
+    pub async fn confirm(&self, session: &Session, id: &str) -> reqwest::Response {
+        self.decide(session, id, "confirm", &json!({})).await
+    }
+
+    /// Moves a donation's expiry into the past by `ago` (a PostgreSQL interval).
+    pub async fn backdate_expiry(&self, id: &str, ago: &str) {
+        sqlx::query("UPDATE donations SET expires_at = now() - $2::interval WHERE id = $1::uuid")
+            .bind(id)
+            .bind(ago)
+            .execute(&self.app.db)
+            .await
+            .expect("backdating the expiry");
+    }
+
     pub async fn donate(
         &self,
         donor: &Session,
@@ -370,6 +419,12 @@ pub async fn published_events(app: &TestApp, stream_id: Uuid) -> Vec<Value> {
         .filter_map(|e| e.get::<String>("e"))
         .map(|json| serde_json::from_str(&json).expect("event JSON"))
         .collect()
+}
+
+/// A local port nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("bound address").port()
 }
 
 /// The order id of a created donation (its `transaction_id`).

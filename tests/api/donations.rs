@@ -34,10 +34,7 @@ async fn every_invalid_field_is_reported_at_once(db: PgPool) {
             ("message".into(), "too_long".into())
         ]
     );
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM donations")
-        .fetch_one(&env.app.db)
-        .await
-        .unwrap();
+    let count: i64 = env.count("SELECT count(*) FROM donations").await;
     assert_eq!(count, 0, "nothing written");
 }
 
@@ -175,12 +172,8 @@ async fn messages_with_the_streamers_blocked_words_are_refused(db: PgPool) {
     );
     assert_eq!(allowed.status(), StatusCode::CREATED, "whole words only");
     let listed: Value = env
-        .app
-        .get_as("/api/users/me/blocked-words", &cast.streamer.access_token)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/users/me/blocked-words", &cast.streamer)
+        .await;
     assert_eq!(listed["words"], json!(["judi", "slot gacor"]));
 }
 
@@ -286,13 +279,7 @@ async fn payout_details_are_set_in_full_first_then_changed_in_part(db: PgPool) {
     let changed: Value = changed.json().await.unwrap();
     assert_eq!(changed["bank_name"], "Mandiri");
     assert_eq!(changed["account_number"], "1234567890");
-    let read: Value = env
-        .app
-        .get_as("/api/users/me/payout", &user.access_token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let read: Value = env.get_json("/api/users/me/payout", &user).await;
     assert_eq!(read["account_holder"], "Andi Wijaya");
 }
 
@@ -318,14 +305,7 @@ async fn history_fixture(env: &Payments) -> (crate::donation_support::Cast, Vec<
         ids.push(donation_id(&created));
     }
     for id in &ids[..2] {
-        let r = env
-            .app
-            .post_as(
-                &format!("/api/donations/{id}/confirm"),
-                &cast.streamer.access_token,
-                &json!({}),
-            )
-            .await;
+        let r = env.confirm(&cast.streamer, id).await;
         assert_eq!(r.status(), StatusCode::OK);
     }
     (cast, ids)
@@ -337,42 +317,20 @@ async fn history_pages_filters_and_totals(db: PgPool) {
     let (cast, ids) = history_fixture(&env).await;
 
     let sent: Value = env
-        .app
-        .get_as("/api/donations/sent?per_page=2", &cast.donor.access_token)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/donations/sent?per_page=2", &cast.donor)
+        .await;
     let received: Value = env
-        .app
-        .get_as(
-            "/api/donations/received?status=completed",
-            &cast.streamer.access_token,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/donations/received?status=completed", &cast.streamer)
+        .await;
     let other_stream: Value = env
-        .app
-        .get_as(
+        .get_json(
             &format!("/api/donations/received?stream_id={}", Uuid::new_v4()),
-            &cast.streamer.access_token,
+            &cast.streamer,
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     let future: Value = env
-        .app
-        .get_as(
-            "/api/donations/received?from=2999-01-01",
-            &cast.streamer.access_token,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/donations/received?from=2999-01-01", &cast.streamer)
+        .await;
     let bad = env
         .app
         .get_as(
@@ -380,13 +338,7 @@ async fn history_pages_filters_and_totals(db: PgPool) {
             &cast.donor.access_token,
         )
         .await;
-    let not_mine: Value = env
-        .app
-        .get_as("/api/donations/received", &cast.donor.access_token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let not_mine: Value = env.get_json("/api/donations/received", &cast.donor).await;
 
     assert_eq!(sent["total"], 3);
     assert_eq!(sent["items"].as_array().unwrap().len(), 2);

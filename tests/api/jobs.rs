@@ -5,15 +5,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::json;
 use sqlx::PgPool;
 
-use crate::donation_support::{Payments, donation_id, published_events};
-
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("bound address").port()
-}
+use crate::donation_support::{Payments, closed_port, donation_id, published_events};
 
 #[sqlx::test(migrator = "siaran::db::MIGRATOR")]
 async fn failing_jobs_are_retried_with_backoff_then_dead_lettered(db: PgPool) {
@@ -26,14 +20,7 @@ async fn failing_jobs_are_retried_with_backoff_then_dead_lettered(db: PgPool) {
     let cast = env.cast().await;
     let id = donation_id(&env.donate_by_transfer(&cast, 40_000).await);
 
-    let confirmed = env
-        .app
-        .post_as(
-            &format!("/api/donations/{id}/confirm"),
-            &cast.streamer.access_token,
-            &json!({}),
-        )
-        .await;
+    let confirmed = env.confirm(&cast.streamer, &id).await;
 
     assert_eq!(confirmed.status(), StatusCode::OK);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -113,14 +100,7 @@ async fn a_job_whose_worker_is_killed_midway_is_done_once_by_another(db: PgPool)
         .spawn()
         .expect("starting `siaran worker`");
 
-    let confirmed = env
-        .app
-        .post_as(
-            &format!("/api/donations/{id}/confirm"),
-            &cast.streamer.access_token,
-            &json!({}),
-        )
-        .await;
+    let confirmed = env.confirm(&cast.streamer, &id).await;
     assert_eq!(confirmed.status(), StatusCode::OK);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while env.smtp.held() == 0 {
@@ -191,25 +171,16 @@ async fn the_alert_goes_out_after_redis_comes_back(db: PgPool) {
     let cast = env.cast().await;
     let id = donation_id(&env.donate_by_transfer(&cast, 40_000).await);
 
-    let confirmed = env
-        .app
-        .post_as(
-            &format!("/api/donations/{id}/confirm"),
-            &cast.streamer.access_token,
-            &json!({}),
-        )
-        .await;
+    let confirmed = env.confirm(&cast.streamer, &id).await;
 
     assert_eq!(
         confirmed.status(),
         StatusCode::OK,
         "confirming needs PostgreSQL only"
     );
-    let waiting: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM donation_outbox WHERE delivered_at IS NULL")
-            .fetch_one(&env.app.db)
-            .await
-            .unwrap();
+    let waiting: i64 = env
+        .count("SELECT count(*) FROM donation_outbox WHERE delivered_at IS NULL")
+        .await;
     assert_eq!(waiting, 3, "alert and emails wait in the outbox");
     let _redis = PrivateRedis::start(port);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

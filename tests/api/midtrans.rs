@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::donation_support::{
-    CLIENT_KEY, NOTIFICATION_PATH, Payments, SERVER_KEY, donation_id, order_id,
+    CLIENT_KEY, NOTIFICATION_PATH, Payments, SERVER_KEY, closed_port, donation_id, order_id,
 };
 use crate::helpers::problem;
 
@@ -102,15 +102,11 @@ async fn replayed_and_out_of_order_notifications_change_nothing_twice(db: PgPool
     assert_eq!(env.donation_events(cast.stream_id).await.len(), 1);
     assert_eq!(env.smtp.to("andi@example.com").len(), 1);
     assert_eq!(env.smtp.to("rina@example.com").len(), 1);
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM payment_notifications")
-        .fetch_one(&env.app.db)
-        .await
-        .unwrap();
+    let stored: i64 = env
+        .count("SELECT count(*) FROM payment_notifications")
+        .await;
     assert_eq!(stored, 6, "every verified notification is kept verbatim");
-    let transitions: i64 = sqlx::query_scalar("SELECT count(*) FROM donation_transitions")
-        .fetch_one(&env.app.db)
-        .await
-        .unwrap();
+    let transitions: i64 = env.count("SELECT count(*) FROM donation_transitions").await;
     assert_eq!(transitions, 1);
 }
 
@@ -240,10 +236,9 @@ async fn a_notification_with_a_forged_signature_is_refused_and_changes_nothing(d
     assert_eq!(forged, vec![Some(401)]);
     problem(edited, StatusCode::UNAUTHORIZED, "invalid_signature").await;
     problem(wrong_key, StatusCode::UNAUTHORIZED, "invalid_signature").await;
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM payment_notifications")
-        .fetch_one(&env.app.db)
-        .await
-        .unwrap();
+    let stored: i64 = env
+        .count("SELECT count(*) FROM payment_notifications")
+        .await;
     assert_eq!(stored, 0);
     assert_eq!(env.status_of(&donation_id(&created)).await, "pending");
 }
@@ -269,12 +264,8 @@ async fn a_payment_of_a_different_amount_is_flagged_not_completed(db: PgPool) {
     assert!(env.donation_events(cast.stream_id).await.is_empty());
     assert!(env.smtp.messages().is_empty());
     let seen: Value = env
-        .app
-        .get_as(&format!("/api/donations/{id}"), &cast.streamer.access_token)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/donations/{id}"), &cast.streamer)
+        .await;
     assert_eq!(seen["donation"]["amount_mismatch"], true);
 }
 
@@ -303,9 +294,7 @@ async fn midtrans_retries_a_notification_siaran_could_not_take(db: PgPool) {
     let created = env.donate_online(&cast, 10_000).await;
     let order = order_id(&created);
     // Siaran unreachable for the first delivery: the fake retries on Midtrans' schedule.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let nowhere = format!("http://{}{NOTIFICATION_PATH}", closed.local_addr().unwrap());
-    drop(closed);
+    let nowhere = format!("http://127.0.0.1:{}{NOTIFICATION_PATH}", closed_port());
     env.sandbox.set_notification_url(nowhere);
     env.midtrans_action(&order, "pay").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -341,9 +330,7 @@ async fn midtrans_retries_a_notification_siaran_could_not_take(db: PgPool) {
 
 #[sqlx::test(migrator = "siaran::db::MIGRATOR")]
 async fn when_midtrans_is_down_the_donor_gets_502_and_the_donation_fails(db: PgPool) {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let down = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    let down = format!("http://127.0.0.1:{}", closed_port());
     let env = Payments::spawn_with(db, |c| {
         c.midtrans.snap_url.clone_from(&down);
         c.midtrans.api_url.clone_from(&down);
@@ -407,10 +394,8 @@ async fn reconciliation_completes_a_payment_whose_notification_was_lost(db: PgPo
     let env = Payments::spawn_with(db, |c| c.donations.reconcile_after_secs = 0).await;
     let cast = env.cast().await;
     let created = env.donate_online(&cast, 20_000).await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     env.sandbox
-        .set_notification_url(format!("http://{}/lost", closed.local_addr().unwrap()));
-    drop(closed);
+        .set_notification_url(format!("http://127.0.0.1:{}/lost", closed_port()));
     env.midtrans_action(&order_id(&created), "pay").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(env.status_of(&donation_id(&created)).await, "pending");
@@ -431,13 +416,7 @@ async fn reconciliation_expires_an_order_nobody_paid_after_its_expiry(db: PgPool
     let cast = env.cast().await;
     let created = env.donate_online(&cast, 20_000).await;
     let id = donation_id(&created);
-    sqlx::query(
-        "UPDATE donations SET expires_at = now() - interval '1 minute' WHERE id = $1::uuid",
-    )
-    .bind(&id)
-    .execute(&env.app.db)
-    .await
-    .unwrap();
+    env.backdate_expiry(&id, "1 minute").await;
 
     siaran::donations::jobs::reconcile(&env.app.state)
         .await
@@ -460,12 +439,8 @@ async fn the_donor_can_read_back_a_pending_payment(db: PgPool) {
     let id = donation_id(&created);
 
     let mine: Value = env
-        .app
-        .get_as(&format!("/api/donations/{id}"), &cast.donor.access_token)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/donations/{id}"), &cast.donor)
+        .await;
     let stranger = env.app.signed_up("eko").await;
     let theirs = env
         .app

@@ -31,6 +31,7 @@ use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -206,12 +207,10 @@ impl Sandbox {
 }
 
 fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+    // What a merchant's server calls: the server key is required, as at Midtrans.
+    let merchant_api = Router::new()
         .route("/snap/v1/transactions", post(create_transaction))
         .route("/v2/{order_id}/status", get(status))
-        .route("/snap/snap.js", get(snap_js))
-        .route("/snap/v4/redirection/{token}", get(payment_page))
-        .route("/snap/v4/redirection/{token}/{action}", post(page_action))
         .route("/_sandbox/notification-url", put(hook_notification_url))
         .route(
             "/_sandbox/orders/{order_id}",
@@ -225,9 +224,29 @@ fn router(shared: Arc<Shared>) -> Router {
             "/_sandbox/orders/{order_id}/actions/{action}",
             post(hook_action),
         )
-        .with_state(shared)
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            require_server_key,
+        ));
+    // What a buyer's browser loads: the token in the URL is the only credential, as at Midtrans.
+    let browser = Router::new()
+        .route("/snap/snap.js", get(snap_js))
+        .route("/snap/v4/redirection/{token}", get(payment_page))
+        .route("/snap/v4/redirection/{token}/{action}", post(page_action));
+    merchant_api.merge(browser).with_state(shared)
 }
 
+async fn require_server_key(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    if shared.authorised(request.headers()) {
+        next.run(request).await
+    } else {
+        unauthorised()
+    }
+}
 // --- helpers -------------------------------------------------------------------------------
 
 impl Shared {
@@ -328,14 +347,7 @@ fn describe(order: &Order, txn: &Transaction, server_key: &str) -> Value {
 
 // --- Snap ----------------------------------------------------------------------------------
 
-async fn create_transaction(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if !shared.authorised(&headers) {
-        return unauthorised();
-    }
+async fn create_transaction(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let Ok(raw) = serde_json::from_slice::<Value>(&body) else {
         return errors(
             StatusCode::BAD_REQUEST,
@@ -483,14 +495,7 @@ fn validate(raw: &Value) -> Vec<String> {
     problems
 }
 
-async fn status(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Path(order_id): Path<String>,
-) -> Response {
-    if !shared.authorised(&headers) {
-        return unauthorised();
-    }
+async fn status(State(shared): State<Arc<Shared>>, Path(order_id): Path<String>) -> Response {
     let mut orders = shared.orders();
     let Some(order) = orders.by_id.get_mut(&order_id) else {
         return (StatusCode::NOT_FOUND, Json(not_found_body())).into_response();
@@ -729,12 +734,8 @@ struct NotificationUrl {
 
 async fn hook_notification_url(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
     Json(body): Json<NotificationUrl>,
 ) -> Response {
-    if !shared.authorised(&headers) {
-        return unauthorised();
-    }
     *shared
         .notification_url
         .write()
@@ -742,14 +743,7 @@ async fn hook_notification_url(
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn hook_order(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Path(order_id): Path<String>,
-) -> Response {
-    if !shared.authorised(&headers) {
-        return unauthorised();
-    }
+async fn hook_order(State(shared): State<Arc<Shared>>, Path(order_id): Path<String>) -> Response {
     let orders = shared.orders();
     let Some(order) = orders.by_id.get(&order_id) else {
         return (StatusCode::NOT_FOUND, Json(not_found_body())).into_response();
@@ -771,13 +765,9 @@ struct ChangeAmount {
 
 async fn hook_change_amount(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
     Path(order_id): Path<String>,
     Json(body): Json<ChangeAmount>,
 ) -> Response {
-    if !shared.authorised(&headers) {
-        return unauthorised();
-    }
     match shared.orders().by_id.get_mut(&order_id) {
         Some(order) => {
             order.gross_amount = body.gross_amount;
@@ -789,12 +779,8 @@ async fn hook_change_amount(
 
 async fn hook_action(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
     Path((order_id, action)): Path<(String, String)>,
 ) -> Response {
-    if !shared.authorised(&headers) {
-        return unauthorised();
-    }
     match transition(&shared, &order_id, &action) {
         Ok((body, _)) => Json(body).into_response(),
         Err((status, message)) => (
@@ -821,13 +807,9 @@ struct NotifyRequest {
 
 async fn hook_notify(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
     Path(order_id): Path<String>,
     body: Bytes,
 ) -> Response {
-    if !shared.authorised(&headers) {
-        return unauthorised();
-    }
     let request: NotifyRequest = if body.is_empty() {
         NotifyRequest::default()
     } else {

@@ -36,12 +36,18 @@ impl Drop for Payments {
         let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1)) else {
             return;
         };
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}:*", config.redis_prefix))
-            .query(&mut conn)
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+        // Twice: a job that was finishing when the workers were told to stop may still write.
+        for pass in 0..2 {
+            if pass > 0 {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}:*", config.redis_prefix))
+                .query(&mut conn)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+            }
         }
     }
 }

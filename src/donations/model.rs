@@ -140,6 +140,15 @@ impl Donation {
         self.payment_method == PaymentMethod::BankTransfer.as_str()
     }
 
+    #[must_use]
+    pub fn payment_method(&self) -> PaymentMethod {
+        if self.is_bank_transfer() {
+            PaymentMethod::BankTransfer
+        } else {
+            PaymentMethod::Midtrans
+        }
+    }
+
     /// Whole rupiah (amounts are stored with two decimals, always `.00` for IDR).
     #[must_use]
     pub fn rupiah(&self) -> i64 {
@@ -204,6 +213,10 @@ pub struct DonationView {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PublicDonation {
     pub id: Uuid,
+    pub stream_id: Uuid,
+    /// Always `completed` here.
+    pub status: DonationStatus,
+    pub payment_method: PaymentMethod,
     #[schema(example = 50000)]
     pub amount: i64,
     #[schema(example = "IDR")]
@@ -213,6 +226,7 @@ pub struct PublicDonation {
     pub donor: Option<crate::users::model::PublicUser>,
     /// The donor's display name, or "Anonymous".
     pub donor_name: String,
+    pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
 }
 

@@ -2,9 +2,7 @@
 
 use sqlx::FromRow;
 
-use super::model::{
-    ANONYMOUS, CURRENCY, Donation, DonationView, Donor, PaymentMethod, PublicDonation,
-};
+use super::model::{ANONYMOUS, CURRENCY, Donation, DonationView, Donor, PublicDonation};
 use crate::state::AppState;
 use crate::users::model::PublicUser;
 
@@ -55,11 +53,7 @@ impl Row {
             amount: d.rupiah(),
             currency: CURRENCY,
             message: d.message.clone(),
-            payment_method: if d.is_bank_transfer() {
-                PaymentMethod::BankTransfer
-            } else {
-                PaymentMethod::Midtrans
-            },
+            payment_method: d.payment_method(),
             status: d.status(),
             anonymous: d.is_anonymous,
             donor_name: match &donor {
@@ -88,11 +82,15 @@ impl Row {
         };
         PublicDonation {
             id: d.id,
+            stream_id: d.stream_id,
+            status: d.status(),
+            payment_method: d.payment_method(),
             amount: d.rupiah(),
             currency: CURRENCY,
             message: d.message.clone(),
             donor,
             donor_name: self.public_name(),
+            created_at: d.created_at,
             completed_at: d.completed_at,
         }
     }

@@ -7,6 +7,7 @@
 //! A throwaway database, its own Redis prefix, the fake Midtrans in-process. Requests are sent
 //! one at a time (latency, not throughput). `BENCH_N` sets how many (default 300).
 
+// A bench reports on stdout, and a broken setup should stop it loudly rather than be handled.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};

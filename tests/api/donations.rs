@@ -461,3 +461,43 @@ async fn a_streams_public_list_shows_completed_donations_newest_first(db: PgPool
     assert!(items[1].get("reference_code").is_none(), "nothing private");
     problem(unknown, StatusCode::NOT_FOUND, "not_found").await;
 }
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn the_history_filters_are_documented(db: PgPool) {
+    let env = Payments::spawn(db).await;
+
+    let doc: Value = env.app.get("/api/openapi.json").await.json().await.unwrap();
+
+    for path in ["/api/donations/sent", "/api/donations/received"] {
+        let names: Vec<&str> = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{path} has no parameters"))
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        for expected in [
+            "page",
+            "per_page",
+            "status",
+            "stream_id",
+            "from",
+            "to",
+            "format",
+        ] {
+            assert!(
+                names.contains(&expected),
+                "{path} lacks {expected}: {names:?}"
+            );
+        }
+    }
+    let public = doc["paths"]["/api/streams/{id}/donations"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect::<Vec<_>>();
+    assert!(
+        public.contains(&"page") && public.contains(&"id"),
+        "{public:?}"
+    );
+}

@@ -114,6 +114,14 @@ pub async fn build_state(config: Config, db: PgPool) -> anyhow::Result<AppState>
     if let Err(e) = redis.ping().await {
         tracing::warn!(cause = %e, "Redis is not reachable; live features wait for it to come back");
     }
+    let limits = &config.donations;
+    if limits.donation_min < 1 || limits.donation_min > limits.donation_max {
+        anyhow::bail!(
+            "SIARAN_DONATION_MIN ({}) must be at least 1 and at most SIARAN_DONATION_MAX ({})",
+            limits.donation_min,
+            limits.donation_max
+        );
+    }
     let mailer = Mailer::from_config(&config.smtp)?;
     let midtrans = Midtrans::from_config(&config.midtrans)?;
     if midtrans.is_none() {

@@ -159,6 +159,18 @@ impl Midtrans {
         let Some(server_key) = config.server_key.clone().filter(|k| !k.trim().is_empty()) else {
             return Ok(None);
         };
+        // Mixed-up environments fail every payment with 401; say so at start, without the key.
+        let sandbox_key = server_key.starts_with("SB-");
+        let sandbox_url = config.snap_url.contains("sandbox") || config.api_url.contains("sandbox");
+        if config.is_production && (sandbox_key || sandbox_url) {
+            tracing::warn!(
+                "MIDTRANS_IS_PRODUCTION is set but the server key or URLs are sandbox ones"
+            );
+        } else if !config.is_production && !sandbox_key && sandbox_url {
+            tracing::warn!(
+                "the Midtrans server key looks like a production key but the URLs are the sandbox's"
+            );
+        }
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)

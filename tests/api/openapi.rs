@@ -23,6 +23,18 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/admin/streams"),
     ("POST", "/api/admin/streams/{id}/end"),
     ("GET", "/api/admin/donations"),
+    ("GET", "/api/users/me/payout"),
+    ("PATCH", "/api/users/me/payout"),
+    ("GET", "/api/users/me/blocked-words"),
+    ("PUT", "/api/users/me/blocked-words"),
+    ("POST", "/api/streams/{id}/donations"),
+    ("GET", "/api/streams/{id}/donations"),
+    ("GET", "/api/donations/{id}"),
+    ("POST", "/api/donations/{id}/confirm"),
+    ("POST", "/api/donations/{id}/reject"),
+    ("GET", "/api/donations/sent"),
+    ("GET", "/api/donations/received"),
+    ("POST", "/api/payments/midtrans/notification"),
 ];
 
 async fn document(app: &TestApp) -> Value {

@@ -22,7 +22,8 @@ missing=()
 [ -f "$root/src/live/socket.rs" ] || missing+=("stream and overlay sockets, comments (issue 4)")
 [ -f "$root/src/payments/sandbox/mod.rs" ] || missing+=("donations and the fake Midtrans (issue 5)")
 if [ ${#missing[@]} -gt 0 ]; then
-  printf '\033[1;33m[frontend]\033[0m end-to-end NOT RUN: this tree lacks %s\n' "$(printf '%s; ' "${missing[@]}")"
+  list=$(printf '%s; ' "${missing[@]}")
+  printf '\033[1;33m[frontend]\033[0m end-to-end NOT RUN: this tree lacks %s\n' "${list%; }"
   exit 0
 fi
 

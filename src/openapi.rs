@@ -16,6 +16,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "auth", description = "Registration, login and sessions"),
         (name = "users", description = "The signed-in user's account"),
+        (name = "streams", description = "Streams, stream keys and HLS playback"),
         (name = "operations", description = "Health and metrics"),
     ),
 )]

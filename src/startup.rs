@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::jwt::JwtKeys;
 use crate::config::Config;
+use crate::ingest::KeyAuthorizer;
 use crate::kv::Redis;
 use crate::live::events::Events;
 use crate::state::AppState;
@@ -32,6 +33,8 @@ pub struct Application {
     state: AppState,
     listener: TcpListener,
     router: Router,
+    ingest: media::Ingest<KeyAuthorizer>,
+    media_events: tokio::sync::mpsc::Receiver<media::MediaEvent>,
 }
 
 impl Application {
@@ -53,10 +56,18 @@ impl Application {
         let listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding HTTP on {} (SIARAN_HTTP_ADDR)", config.http_addr))?;
+        let ingest_config = media::IngestConfig::new(config.rtmp_addr, config.hls_dir.clone());
+        let (ingest, media_events) =
+            media::Ingest::bind(ingest_config, KeyAuthorizer::new(db.clone()))
+                .await
+                .with_context(|| {
+                    format!("binding RTMP on {} (SIARAN_RTMP_ADDR)", config.rtmp_addr)
+                })?;
         let state = AppState {
             config: Arc::new(config),
             db,
             events: Events::new(redis.clone()),
+            ingest: ingest.handle(),
             redis,
             jwt: Arc::new(jwt),
             metrics: metrics_handle(),
@@ -68,6 +79,8 @@ impl Application {
             state,
             listener,
             router,
+            ingest,
+            media_events,
         })
     }
 
@@ -76,6 +89,13 @@ impl Application {
         self.listener
             .local_addr()
             .unwrap_or(self.state.config.http_addr)
+    }
+
+    /// The bound RTMP address (with the real port when configured with port 0).
+    pub fn rtmp_addr(&self) -> SocketAddr {
+        self.ingest
+            .local_addr()
+            .unwrap_or(self.state.config.rtmp_addr)
     }
 
     #[must_use]
@@ -92,9 +112,17 @@ impl Application {
             state,
             listener,
             router,
+            ingest,
+            media_events,
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "HTTP listening");
         let token = state.shutdown.clone();
+        // The ingest stops with the server; the bridge drains its last events (streams ending)
+        // into the database before the pool closes.
+        state.tasks.spawn(ingest.run(token.clone()));
+        state
+            .tasks
+            .spawn(crate::ingest::bridge(state.clone(), media_events));
         axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),

@@ -21,6 +21,8 @@ pub struct AppState {
     pub jwt: Arc<JwtKeys>,
     /// Publishes live events (comments, donations, stream state) to every server process.
     pub events: Events,
+    /// The RTMP ingest of this process: stop a stream's publisher, find its HLS.
+    pub ingest: media::IngestHandle,
     pub metrics: PrometheusHandle,
     /// Cancelled when the server shuts down; long-lived tasks and sockets watch it.
     pub shutdown: CancellationToken,

@@ -15,8 +15,8 @@ const NAL_AUD: u8 = 9;
 /// Why a decoder configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum AvcError {
-    #[error("malformed AVC decoder configuration: {0:?}")]
-    Config(h264_reader::avcc::AvccError),
+    #[error("malformed AVC decoder configuration: {0}")]
+    Config(String),
     #[error("the AVC decoder configuration has no SPS or PPS")]
     NoParameterSets,
 }
@@ -35,7 +35,8 @@ pub(crate) struct AvcConfig {
 
 impl AvcConfig {
     pub(crate) fn parse(record: &[u8]) -> Result<Self, AvcError> {
-        let avcc = AvcDecoderConfigurationRecord::try_from(record).map_err(AvcError::Config)?;
+        let avcc = AvcDecoderConfigurationRecord::try_from(record)
+            .map_err(|e| AvcError::Config(format!("{e:?}")))?;
         let mut parameter_sets = Vec::new();
         let mut dimensions = None;
         let mut count = 0;
@@ -138,7 +139,10 @@ mod tests {
         assert!(key.starts_with(&AUD));
         assert!(key[AUD.len()..].starts_with(&[0, 0, 0, 1, 0x67]));
         assert!(key.ends_with(&[0, 0, 0, 1, 0x65, 0xaa, 0, 0, 0, 1, 0x06]));
-        assert_eq!(inter, [&AUD[..], &[0, 0, 0, 1, 0x65, 0xaa, 0, 0, 0, 1, 0x06]].concat());
+        assert_eq!(
+            inter,
+            [&AUD[..], &[0, 0, 0, 1, 0x65, 0xaa, 0, 0, 0, 1, 0x06]].concat()
+        );
     }
 
     #[test]

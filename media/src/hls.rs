@@ -77,7 +77,10 @@ impl HlsWriter {
         fs::create_dir_all(dir)?;
         for entry in fs::read_dir(dir)? {
             let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "ts" || e == "m3u8" || e == "tmp") {
+            if path
+                .extension()
+                .is_some_and(|e| e == "ts" || e == "m3u8" || e == "tmp")
+            {
                 let _ = fs::remove_file(path);
             }
         }
@@ -193,7 +196,8 @@ impl HlsWriter {
     fn open_segment(&mut self, start: Duration, first_chunk: &[u8]) -> io::Result<()> {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        let mut file = BufWriter::with_capacity(64 * 1024, File::create(self.segment_path(sequence))?);
+        let mut file =
+            BufWriter::with_capacity(64 * 1024, File::create(self.segment_path(sequence))?);
         if !starts_with_pat(first_chunk) {
             file.write_all(&self.psi.pat)?;
             file.write_all(&self.psi.pmt)?;
@@ -323,7 +327,10 @@ mod tests {
         let mut hls = HlsWriter::create(&dir, 3).unwrap();
         hls.write(b"a", true, ms(0)).unwrap();
         hls.write(b"b", false, ms(1000)).unwrap();
-        assert!(!dir.join(PLAYLIST).exists(), "nothing is listed before a segment closes");
+        assert!(
+            !dir.join(PLAYLIST).exists(),
+            "nothing is listed before a segment closes"
+        );
 
         hls.write(b"c", true, ms(2000)).unwrap();
 
@@ -344,7 +351,10 @@ mod tests {
         let text = playlist(&dir);
         assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:7\n"), "{text}");
         assert!(text.contains("7.ts") && text.contains("8.ts") && !text.contains("6.ts"));
-        assert!(dir.join("4.ts").exists(), "kept a little after leaving the playlist");
+        assert!(
+            dir.join("4.ts").exists(),
+            "kept a little after leaving the playlist"
+        );
         assert!(!dir.join("3.ts").exists());
         let _ = fs::remove_dir_all(dir);
     }

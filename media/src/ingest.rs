@@ -39,7 +39,10 @@ pub(crate) struct Shared<A> {
 impl<A> Shared<A> {
     /// Whether `ip` sent too many bad keys recently.
     fn is_throttled(&self, ip: IpAddr) -> bool {
-        let throttle = self.throttle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let throttle = self
+            .throttle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         throttle.get(&ip).is_some_and(|(count, since)| {
             *count >= self.config.bad_key_limit && since.elapsed() < self.config.bad_key_window
         })
@@ -48,7 +51,10 @@ impl<A> Shared<A> {
     /// Counts a refused stream key from `ip`.
     pub(crate) fn record_bad_key(&self, ip: IpAddr) {
         let window = self.config.bad_key_window;
-        let mut throttle = self.throttle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut throttle = self
+            .throttle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if throttle.len() >= THROTTLE_SWEEP_AT {
             throttle.retain(|_, (_, since)| since.elapsed() < window);
         }

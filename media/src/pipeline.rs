@@ -194,7 +194,9 @@ impl MuxPipeline {
         };
         let mut buffer = gst::Buffer::from_mut_slice(data);
         {
-            let b = buffer.get_mut().ok_or(PipelineError::Flow(gst::FlowError::Error))?;
+            let b = buffer
+                .get_mut()
+                .ok_or(PipelineError::Flow(gst::FlowError::Error))?;
             b.set_dts(gst::ClockTime::from_nseconds(dts.as_nanos() as u64));
             b.set_pts(gst::ClockTime::from_nseconds(pts.as_nanos() as u64));
             if !keyframe {
@@ -216,7 +218,9 @@ impl MuxPipeline {
         };
         let mut buffer = gst::Buffer::from_slice(data);
         {
-            let b = buffer.get_mut().ok_or(PipelineError::Flow(gst::FlowError::Error))?;
+            let b = buffer
+                .get_mut()
+                .ok_or(PipelineError::Flow(gst::FlowError::Error))?;
             let t = gst::ClockTime::from_nseconds(pts.as_nanos() as u64);
             b.set_pts(t);
             b.set_dts(t);
@@ -319,35 +323,72 @@ mod proto {
         let mut asc = None;
         for t in &tags {
             match t.kind {
-                TagKind::Video => if let VideoTag::AvcConfig(c) = flv::parse_video(&t.body) { println!("avcc {:02x?}", c); avc = Some(AvcConfig::parse(c).unwrap()); },
-                TagKind::Audio => if let AudioTag::AacConfig(c) = flv::parse_audio(&t.body) { asc = Some(c.to_vec()); },
+                TagKind::Video => {
+                    if let VideoTag::AvcConfig(c) = flv::parse_video(&t.body) {
+                        println!("avcc {:02x?}", c);
+                        avc = Some(AvcConfig::parse(c).unwrap());
+                    }
+                }
+                TagKind::Audio => {
+                    if let AudioTag::AacConfig(c) = flv::parse_audio(&t.body) {
+                        asc = Some(c.to_vec());
+                    }
+                }
                 _ => {}
             }
-            if avc.is_some() && asc.is_some() { break; }
+            if avc.is_some() && asc.is_some() {
+                break;
+            }
         }
         let avc = avc.unwrap();
         let dir = std::path::PathBuf::from("/tmp/mt/out");
         let hls = Arc::new(Mutex::new(HlsWriter::create(&dir, 6).unwrap()));
-        let p = MuxPipeline::start("p", &Tracks { video: true, audio: asc }, hls.clone()).unwrap();
+        let p = MuxPipeline::start(
+            "p",
+            &Tracks {
+                video: true,
+                audio: asc,
+            },
+            hls.clone(),
+        )
+        .unwrap();
         for t in &tags {
             let ts = Duration::from_millis(u64::from(t.timestamp));
             match t.kind {
-                TagKind::Video => if let VideoTag::AvcFrame { keyframe, cts_ms, data } = flv::parse_video(&t.body) {
-                    let au = avc.to_byte_stream(data, keyframe).unwrap();
-                    let pts = ts + Duration::from_millis(cts_ms as u64);
-                    let started = std::time::Instant::now();
-                    p.push_video(au, ts, pts, keyframe).unwrap();
-                    if keyframe { println!("key {ts:?} push {:?}", started.elapsed()); }
-                },
-                TagKind::Audio => if let AudioTag::AacFrame(f) = flv::parse_audio(&t.body) {
-                    p.push_audio(bytes::Bytes::copy_from_slice(f), ts, None).unwrap();
-                },
+                TagKind::Video => {
+                    if let VideoTag::AvcFrame {
+                        keyframe,
+                        cts_ms,
+                        data,
+                    } = flv::parse_video(&t.body)
+                    {
+                        let au = avc.to_byte_stream(data, keyframe).unwrap();
+                        let pts = ts + Duration::from_millis(cts_ms as u64);
+                        let started = std::time::Instant::now();
+                        p.push_video(au, ts, pts, keyframe).unwrap();
+                        if keyframe {
+                            println!("key {ts:?} push {:?}", started.elapsed());
+                        }
+                    }
+                }
+                TagKind::Audio => {
+                    if let AudioTag::AacFrame(f) = flv::parse_audio(&t.body) {
+                        p.push_audio(bytes::Bytes::copy_from_slice(f), ts, None)
+                            .unwrap();
+                    }
+                }
                 _ => {}
             }
-            if let Some(e) = p.error() { panic!("{e}"); }
+            if let Some(e) = p.error() {
+                panic!("{e}");
+            }
         }
         p.finish();
         hls.lock().unwrap().finish().unwrap();
-        let _ = (); println!("{}", std::fs::read_to_string(dir.join("index.m3u8")).unwrap());
+        let _ = ();
+        println!(
+            "{}",
+            std::fs::read_to_string(dir.join("index.m3u8")).unwrap()
+        );
     }
 }

@@ -221,7 +221,10 @@ impl<A: Authorizer> Connection<'_, A> {
                     Ok(None)
                 } else {
                     tracing::info!(peer = %self.peer, app_name, "refusing an unknown RTMP application");
-                    let reason = ("NetConnection.Connect.Rejected", "Unknown application; publish to /live.");
+                    let reason = (
+                        "NetConnection.Connect.Rejected",
+                        "Unknown application; publish to /live.",
+                    );
                     self.respond(request_id, Some(reason)).await?;
                     Ok(Some(Close::Done))
                 }
@@ -232,7 +235,10 @@ impl<A: Authorizer> Connection<'_, A> {
                 ..
             } => self.publish(request_id, &stream_key).await,
             ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
-                let reason = ("NetStream.Play.Failed", "Playback is served over HLS, not RTMP.");
+                let reason = (
+                    "NetStream.Play.Failed",
+                    "Playback is served over HLS, not RTMP.",
+                );
                 self.respond(request_id, Some(reason)).await?;
                 Ok(Some(Close::Done))
             }
@@ -304,7 +310,9 @@ impl<A: Authorizer> Connection<'_, A> {
                 let detail = match &e {
                     AuthError::UnknownKey => "Invalid stream key.".to_owned(),
                     AuthError::Refused(why) => why.clone(),
-                    AuthError::Unavailable(_) => "The server cannot check stream keys right now; try again.".to_owned(),
+                    AuthError::Unavailable(_) => {
+                        "The server cannot check stream keys right now; try again.".to_owned()
+                    }
                 };
                 self.respond(request_id, Some((BAD_NAME, &detail))).await?;
                 return Ok(Some(Close::Done));
@@ -354,7 +362,9 @@ impl<A: Authorizer> Connection<'_, A> {
         };
         if video && publishing.awaiting_keyframe {
             match flv::parse_video(&data) {
-                VideoTag::AvcFrame { keyframe: false, .. } => {
+                VideoTag::AvcFrame {
+                    keyframe: false, ..
+                } => {
                     publishing.input.count_dropped(data.len());
                     return;
                 }

@@ -90,7 +90,7 @@ enum ThumbnailError {
 /// Decodes one keyframe into a JPEG.
 fn render(job: &ThumbnailJob) -> Result<Vec<u8>, ThumbnailError> {
     let scale = match (job.width, job.height) {
-        (Some(w), Some(h)) if w > WIDTH && w > 0 => {
+        (Some(w), Some(h)) if w > WIDTH => {
             let height = ((u64::from(h) * u64::from(WIDTH) / u64::from(w)) & !1).max(2);
             format!(" ! videoscale ! video/x-raw,width={WIDTH},height={height}")
         }
@@ -130,6 +130,8 @@ fn decode(pipeline: &gst::Pipeline, job: &ThumbnailJob) -> Result<Vec<u8>, Thumb
         .try_pull_sample(gst::ClockTime::from_nseconds(TIMEOUT.as_nanos() as u64))
         .ok_or(ThumbnailError::NoPicture)?;
     let buffer = sample.buffer().ok_or(ThumbnailError::NoPicture)?;
-    let map = buffer.map_readable().map_err(|_| ThumbnailError::NoPicture)?;
+    let map = buffer
+        .map_readable()
+        .map_err(|_| ThumbnailError::NoPicture)?;
     Ok(map.as_slice().to_vec())
 }

@@ -23,7 +23,7 @@ use crate::flv::{self, AudioTag, Codec, VideoTag};
 use crate::hls::HlsWriter;
 use crate::pipeline::{MuxPipeline, Tracks};
 use crate::registry::{PublisherId, SharedRegistry};
-use crate::thumbnail::{Thumbnailer, ThumbnailJob};
+use crate::thumbnail::{ThumbnailJob, Thumbnailer};
 use crate::{ErrorCode, Health, MediaEvent};
 
 /// Payloads queued between a connection and its stream thread (a few seconds of media). A
@@ -112,7 +112,10 @@ fn run(ctx: StreamContext, rx: &Receiver<StreamInput>, dropped: &AtomicU64) {
         Ok(hls) => Arc::new(Mutex::new(hls)),
         Err(e) => {
             tracing::error!(cause = %e, dir = %ctx.dir.display(), "cannot write HLS here");
-            ctx.error(ErrorCode::PipelineFailed, "The server cannot write the stream's video.");
+            ctx.error(
+                ErrorCode::PipelineFailed,
+                "The server cannot write the stream's video.",
+            );
             ctx.registry.kick(ctx.stream_id);
             // Drain until the connection goes, so the publisher is not left hanging.
             while rx.recv().is_ok() {}
@@ -131,7 +134,7 @@ fn run(ctx: StreamContext, rx: &Receiver<StreamInput>, dropped: &AtomicU64) {
     let mut next_health = Instant::now() + HEALTH_INTERVAL;
     loop {
         match rx.recv_timeout(next_health.saturating_duration_since(Instant::now())) {
-            Ok(input) => worker.handle(input),
+            Ok(input) => worker.handle(&input),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
@@ -181,7 +184,11 @@ impl Session {
             .get_or_insert(timestamp.saturating_sub(TIME_HEADROOM_MS));
         let relative = timestamp.wrapping_sub(base);
         // A payload from before the base (beyond the headroom) would wrap around: clamp it.
-        Duration::from_millis(u64::from(if relative > u32::MAX / 2 { 0 } else { relative }))
+        Duration::from_millis(u64::from(if relative > u32::MAX / 2 {
+            0
+        } else {
+            relative
+        }))
     }
 }
 
@@ -223,7 +230,7 @@ impl StreamContext {
 }
 
 impl Worker {
-    fn handle(&mut self, input: StreamInput) {
+    fn handle(&mut self, input: &StreamInput) {
         match &self.session {
             Some(s) if s.publisher == input.publisher => {}
             Some(s) if s.publisher > input.publisher => return, // a publisher that was taken over
@@ -237,10 +244,10 @@ impl Worker {
         }
         if input.video {
             self.stats.video_bytes += input.data.len() as u64;
-            self.video(&input);
+            self.video(input);
         } else {
             self.stats.audio_bytes += input.data.len() as u64;
-            self.audio(&input);
+            self.audio(input);
         }
     }
 
@@ -442,7 +449,9 @@ impl Worker {
         let publisher = session.publisher;
         self.end_session();
         self.ctx.error(code, message);
-        self.ctx.registry.kick_publisher(self.ctx.stream_id, publisher);
+        self.ctx
+            .registry
+            .kick_publisher(self.ctx.stream_id, publisher);
     }
 
     /// Closes the current session's pipeline (its last segment is listed).

@@ -19,6 +19,8 @@ pub const PASSWORD: &str = "correct-horse-battery";
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Where the app's RTMP ingest listens.
+    pub rtmp_addr: SocketAddr,
     pub client: reqwest::Client,
     pub db: PgPool,
     pub state: AppState,
@@ -75,6 +77,7 @@ impl TestApp {
             .await
             .expect("building the application");
         let addr = app.http_addr();
+        let rtmp_addr = app.rtmp_addr();
         let state = app.state().clone();
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
@@ -84,6 +87,7 @@ impl TestApp {
         });
         Self {
             addr,
+            rtmp_addr,
             client: reqwest::Client::new(),
             db,
             state,
@@ -196,6 +200,24 @@ impl TestApp {
     pub async fn signed_up(&self, username: &str) -> Session {
         self.register(username).await;
         self.login(username).await
+    }
+
+    /// The events published on a stream so far, oldest first (`{"type", "id", "ts", "data"}`).
+    pub async fn stream_events(&self, stream_id: Uuid) -> Vec<Value> {
+        let mut conn = self.state.redis.conn().await.expect("Redis");
+        let key = self.state.redis.key(&format!("events:{stream_id}"));
+        let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+            .arg(key)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .expect("XRANGE");
+        entries
+            .into_iter()
+            .flat_map(|(_, fields)| fields)
+            .filter_map(|(_, json)| serde_json::from_str(&json).ok())
+            .collect()
     }
 
     /// Makes an existing user staff.

@@ -9,4 +9,5 @@ mod auth;
 mod errors;
 mod openapi;
 mod ops;
+mod streams;
 mod users;

@@ -17,6 +17,14 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/auth/logout"),
     ("GET", "/api/users/me"),
     ("PATCH", "/api/users/me"),
+    ("POST", "/api/streams"),
+    ("GET", "/api/streams"),
+    ("GET", "/api/streams/{id}"),
+    ("PATCH", "/api/streams/{id}"),
+    ("POST", "/api/streams/{id}/stop"),
+    ("POST", "/api/users/me/stream-key"),
+    ("GET", "/api/users/me/ingest"),
+    ("GET", "/hls/{stream_id}/{file}"),
 ];
 
 async fn document(app: &TestApp) -> Value {

@@ -26,6 +26,7 @@ pub struct TestApp {
     pub state: AppState,
     pub hls_dir: PathBuf,
     shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Drop for TestApp {
@@ -81,7 +82,7 @@ impl TestApp {
         let state = app.state().clone();
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
-        tokio::spawn(async move {
+        let server = tokio::spawn(async move {
             app.run_until_stopped(async move { stop.cancelled().await })
                 .await
         });
@@ -93,6 +94,18 @@ impl TestApp {
             state,
             hls_dir,
             shutdown,
+            server: Some(server),
+        }
+    }
+
+    /// Shuts the server down as SIGTERM would and waits until it has stopped.
+    pub async fn shut_down(&mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
         }
     }
 

@@ -65,7 +65,12 @@ async fn a_stream_needs_a_title_of_sensible_length(db: PgPool) {
         )
         .await;
 
-    let body = problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let body = problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
     assert_eq!(
         field_errors(&body),
         vec![
@@ -84,9 +89,7 @@ async fn a_stream_needs_a_title_of_sensible_length(db: PgPool) {
 async fn anonymous_visitors_cannot_create_streams(db: PgPool) {
     let app = TestApp::spawn(db).await;
 
-    let response = app
-        .post("/api/streams", &json!({"title": "Sneaky"}))
-        .await;
+    let response = app.post("/api/streams", &json!({"title": "Sneaky"})).await;
 
     problem(response, StatusCode::UNAUTHORIZED, "not_authenticated").await;
 }
@@ -101,8 +104,18 @@ async fn live_streams_are_listed_first_and_can_be_filtered(db: PgPool) {
     set_live(&app, id_of(&older)).await;
 
     let all: Value = app.get("/api/streams").await.json().await.unwrap();
-    let live: Value = app.get("/api/streams?live=true").await.json().await.unwrap();
-    let offline: Value = app.get("/api/streams?live=false").await.json().await.unwrap();
+    let live: Value = app
+        .get("/api/streams?live=true")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let offline: Value = app
+        .get("/api/streams?live=false")
+        .await
+        .json()
+        .await
+        .unwrap();
 
     assert_eq!(all["total"], 2);
     assert_eq!(all["items"][0]["id"], older["id"]);
@@ -111,7 +124,10 @@ async fn live_streams_are_listed_first_and_can_be_filtered(db: PgPool) {
         all["items"][0]["hls_url"]
             .as_str()
             .unwrap()
-            .ends_with(&format!("/hls/{}/index.m3u8", older["id"].as_str().unwrap()))
+            .ends_with(&format!(
+                "/hls/{}/index.m3u8",
+                older["id"].as_str().unwrap()
+            ))
     );
     assert_eq!(all["items"][1]["id"], newer["id"]);
     assert_eq!(live["total"], 1);
@@ -127,7 +143,12 @@ async fn bad_paging_and_filters_are_field_errors(db: PgPool) {
     let per_page = app.get("/api/streams?per_page=1000").await;
     let live = app.get("/api/streams?live=maybe").await;
 
-    let body = problem(per_page, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let body = problem(
+        per_page,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
     assert_eq!(field_errors(&body)[0].0, "per_page");
     let body = problem(live, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     assert_eq!(field_errors(&body)[0].0, "live");
@@ -161,7 +182,11 @@ async fn only_the_owner_may_edit_or_stop_a_stream(db: PgPool) {
         )
         .await;
     let stop = app
-        .post_as(&format!("/api/streams/{id}/stop"), &rina.access_token, &json!({}))
+        .post_as(
+            &format!("/api/streams/{id}/stop"),
+            &rina.access_token,
+            &json!({}),
+        )
         .await;
     let anonymous = app
         .request(Method::POST, &format!("/api/streams/{id}/stop"))
@@ -172,7 +197,12 @@ async fn only_the_owner_may_edit_or_stop_a_stream(db: PgPool) {
     problem(edit, StatusCode::FORBIDDEN, "forbidden").await;
     problem(stop, StatusCode::FORBIDDEN, "forbidden").await;
     problem(anonymous, StatusCode::UNAUTHORIZED, "not_authenticated").await;
-    let after: Value = app.get(&format!("/api/streams/{id}")).await.json().await.unwrap();
+    let after: Value = app
+        .get(&format!("/api/streams/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(after["title"], "Budi's");
     assert_eq!(after["is_live"], true);
 }
@@ -202,7 +232,12 @@ async fn the_owner_edits_title_and_description(db: PgPool) {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["title"], "Final title");
     assert_eq!(body["description"], "Main bareng");
-    problem(unknown_field, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    problem(
+        unknown_field,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
 }
 
 #[sqlx::test(migrator = "siaran::db::MIGRATOR")]
@@ -251,7 +286,12 @@ async fn a_stream_key_is_shown_once_and_masked_after(db: PgPool) {
     let after: Value = serde_json::from_str(&after_text).unwrap();
 
     assert!(before["masked_key"].is_null());
-    assert!(before["ingest_url"].as_str().unwrap().starts_with("rtmp://"));
+    assert!(
+        before["ingest_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("rtmp://")
+    );
     let key = created["stream_key"].as_str().unwrap();
     assert!(key.starts_with("sk_") && key.len() > 40, "{key}");
     assert_eq!(created["ingest_url"], before["ingest_url"]);
@@ -290,7 +330,12 @@ async fn rotating_a_key_replaces_it_and_ends_the_live_stream(db: PgPool) {
         .await
         .unwrap();
     assert_eq!(keys, 1);
-    let stream: Value = app.get(&format!("/api/streams/{id}")).await.json().await.unwrap();
+    let stream: Value = app
+        .get(&format!("/api/streams/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(stream["is_live"], false);
 }
 
@@ -336,7 +381,10 @@ async fn hls_files_are_served_with_their_types_and_cache_rules(db: PgPool) {
             .to_owned()
     };
     assert_eq!(playlist.status(), StatusCode::OK);
-    assert_eq!(header(&playlist, "content-type"), "application/vnd.apple.mpegurl");
+    assert_eq!(
+        header(&playlist, "content-type"),
+        "application/vnd.apple.mpegurl"
+    );
     assert!(header(&playlist, "cache-control").contains("no-cache"));
     assert_eq!(header(&playlist, "access-control-allow-origin"), "*");
     assert_eq!(header(&segment, "content-type"), "video/mp2t");

@@ -16,11 +16,14 @@ async fn create_stream(app: &TestApp, session: &Session, title: &str) -> Value {
         )
         .await;
     assert_eq!(response.status(), StatusCode::CREATED);
-    response.json().await.unwrap()
+    response.json().await.expect("stream JSON")
 }
 
 fn id_of(stream: &Value) -> Uuid {
-    stream["id"].as_str().unwrap().parse().unwrap()
+    stream["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("stream id")
 }
 
 /// Marks a stream live as the media bridge would.
@@ -29,7 +32,7 @@ async fn set_live(app: &TestApp, id: Uuid) {
         .bind(id)
         .execute(&app.db)
         .await
-        .unwrap();
+        .expect("marking the stream live");
 }
 
 #[sqlx::test(migrator = "siaran::db::MIGRATOR")]

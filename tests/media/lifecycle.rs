@@ -141,7 +141,7 @@ async fn shutting_down_ends_live_streams_cleanly(db: PgPool) {
     assert!(publisher.exited_within(PATIENCE).await.is_some());
     // The server closed its pool on the way out; look with a connection of our own.
     let options = app.db.connect_options().as_ref().clone();
-    let db = sqlx::PgPool::connect_with(options).await.unwrap();
+    let db = PgPool::connect_with(options).await.unwrap();
     let (live, ended_at): (bool, Option<chrono::DateTime<chrono::Utc>>) =
         sqlx::query_as("SELECT is_active, ended_at FROM streams WHERE id = $1")
             .bind(id)

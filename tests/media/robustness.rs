@@ -66,12 +66,11 @@ async fn garbage_on_the_rtmp_port_harms_no_other_stream(db: PgPool) {
     half.write_all(&[3; 700]).await.unwrap();
     let mut idle = TcpStream::connect(app.rtmp_addr).await.unwrap();
 
-    let grown = eventually(PATIENCE, "the stream to keep growing", || async {
+    eventually(PATIENCE, "the stream to keep growing", || async {
         let p = playlist(&app, id).await?;
         (segments(&p).len() > before + 1).then_some(())
     })
     .await;
-    let _ = grown;
     assert!(
         closed_by_server(&mut noise, Duration::from_secs(15)).await,
         "noise is dropped"

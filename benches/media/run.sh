@@ -123,11 +123,23 @@ kill -0 "$nginx_pid" || { cat "$work/nginx/logs/error.log" >&2; exit 1; }
 ticks=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 pss_kb() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup"; }
+# Private (unshared) memory: PSS also moves as the publishers map the same libraries (libav*).
+uss_kb() { awk '/^Private_(Clean|Dirty):/ {s += $2} END {print s}' "/proc/$1/smaps_rollup"; }
 now() { date +%s.%N; }
 
+# One short publish per server first, so one-off costs (loading GStreamer plugins) are not
+# charged to the first case; the idle footprint is measured after it.
+say "warming up both servers"
+for target in "127.0.0.1:$siaran_rtmp/live/${keys[1]}" "127.0.0.1:$nginx_rtmp/live/warmup"; do
+  timeout 6 ffmpeg -hide_banner -loglevel error -nostdin -re -i "$input" -t 4 -c copy \
+    -f flv "rtmp://$target" || true
+done
+sleep 3
 siaran_idle_pss=$(pss_kb "$siaran_pid")
 nginx_idle_pss=$(pss_kb "$nginx_pid")
-declare -A cpu pss latency
+siaran_idle_uss=$(uss_kb "$siaran_pid")
+nginx_idle_uss=$(uss_kb "$nginx_pid")
+declare -A cpu pss uss latency
 
 # run_case SERVER N: N publishers for WARMUP + MEASURE seconds, measured over the last MEASURE.
 run_case() {
@@ -161,18 +173,21 @@ run_case() {
   c0=$(cpu_ticks "$pid"); t0=$(now)
   sleep "$MEASURE"
   c1=$(cpu_ticks "$pid"); t1=$(now)
-  local p
-  p=$(pss_kb "$pid")
+  local p u
+  p=$(pss_kb "$pid"); u=$(uss_kb "$pid")
   wait "$probe_pid" || true
   for i in "${publishers[@]}"; do kill "$i" 2>/dev/null || true; done
   for i in "${publishers[@]}"; do wait "$i" 2>/dev/null || true; done
-  local idle=$siaran_idle_pss; [ "$server" = nginx ] && idle=$nginx_idle_pss
+  local idle=$siaran_idle_pss idle_u=$siaran_idle_uss
+  [ "$server" = nginx ] && { idle=$nginx_idle_pss; idle_u=$nginx_idle_uss; }
   cpu[$server,$n]=$(echo "scale=3; ($c1 - $c0) / $ticks / ($t1 - $t0) * 100 / $n" | bc -l)
   pss[$server,$n]=$(echo "scale=2; ($p - $idle) / 1024 / $n" | bc -l)
   pss[$server,$n,total]=$p
+  uss[$server,$n]=$(echo "scale=2; ($u - $idle_u) / 1024 / $n" | bc -l)
+  uss[$server,$n,total]=$u
   latency[$server,$n]=$(sed -n 's/.*median=\([^ ]*\) p90=\([^ ]*\) n=\([0-9]*\).*/\1 ms (p90 \2, n=\3)/p' "$work/probe-$server-$n.txt")
   [ -n "${latency[$server,$n]}" ] || latency[$server,$n]="failed: $(head -c 200 "$work/probe-$server-$n.txt")"
-  say "$server N=$n: CPU ${cpu[$server,$n]} %/stream, PSS ${pss[$server,$n]} MB/stream, latency ${latency[$server,$n]}"
+  say "$server N=$n: CPU ${cpu[$server,$n]} %/stream, PSS ${pss[$server,$n]} MB/stream (private ${uss[$server,$n]} MB), latency ${latency[$server,$n]}"
   # Let the streams end before the next case.
   sleep 3
 }
@@ -185,12 +200,13 @@ done
 say "load after: $(uptime)"
 
 printf '\nMedia bench: %s s measured after %s s warm-up per case; CPU in %% of one core.\n' "$MEASURE" "$WARMUP"
-printf '%-4s %-22s %-22s %-8s %-22s %-22s %s\n' N "Siaran CPU/stream" "nginx CPU/stream" ratio \
-  "Siaran PSS/stream" "nginx PSS/stream" ""
+printf '(PSS and private memory per stream are above the idle server, divided by N.)\n'
+printf '%-4s %-18s %-18s %-8s %-18s %-18s %-18s %-18s\n' N "Siaran CPU/str" "nginx CPU/str" ratio \
+  "Siaran PSS/str" "nginx PSS/str" "Siaran priv/str" "nginx priv/str"
 for n in $COUNTS; do
   ratio=$(echo "scale=2; ${cpu[siaran,$n]} / ${cpu[nginx,$n]}" | bc -l 2>/dev/null || echo n/a)
-  printf '%-4s %-22s %-22s %-8s %-22s %-22s\n' "$n" "${cpu[siaran,$n]} %" "${cpu[nginx,$n]} %" "${ratio}x" \
-    "${pss[siaran,$n]} MB" "${pss[nginx,$n]} MB"
+  printf '%-4s %-18s %-18s %-8s %-18s %-18s %-18s %-18s\n' "$n" "${cpu[siaran,$n]} %" "${cpu[nginx,$n]} %" \
+    "${ratio}x" "${pss[siaran,$n]} MB" "${pss[nginx,$n]} MB" "${uss[siaran,$n]} MB" "${uss[nginx,$n]} MB"
 done
 printf '\nKeyframe -> segment listed (median over the measured segments of the probe stream):\n'
 for n in $COUNTS; do
@@ -200,6 +216,7 @@ first=${COUNTS%% *}; last=${COUNTS##* }
 if [ "$first" != "$last" ]; then
   for server in siaran nginx; do
     growth=$(echo "scale=2; (${pss[$server,$last,total]} - ${pss[$server,$first,total]}) / 1024 / ($last - $first)" | bc -l)
-    printf 'PSS growth per added stream (N=%s -> %s), %s: %s MB\n' "$first" "$last" "$server" "$growth"
+    private=$(echo "scale=2; (${uss[$server,$last,total]} - ${uss[$server,$first,total]}) / 1024 / ($last - $first)" | bc -l)
+    printf 'Memory growth per added stream (N=%s -> %s), %s: PSS %s MB, private %s MB\n' "$first" "$last" "$server" "$growth" "$private"
   done
 fi

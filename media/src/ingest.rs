@@ -33,6 +33,8 @@ pub(crate) struct Shared<A> {
     pub(crate) thumbnails: Thumbnailer,
     /// Stream threads and the thumbnailer: shutdown waits for them.
     pub(crate) threads: TaskTracker,
+    /// The application's runtime, where the authorizer runs (it uses the app's connections).
+    pub(crate) app: tokio::runtime::Handle,
     throttle: Mutex<HashMap<IpAddr, (u32, Instant)>>,
 }
 
@@ -125,6 +127,7 @@ impl<A: Authorizer> Ingest<A> {
             events,
             thumbnails,
             threads,
+            app: tokio::runtime::Handle::current(),
             throttle: Mutex::new(HashMap::new()),
         });
         Ok((Self { listener, shared }, receiver))
@@ -145,48 +148,92 @@ impl<A: Authorizer> Ingest<A> {
 
     /// Accepts publishers until `shutdown` is cancelled; then disconnects them, lets every
     /// stream finish its playlist and waits for all threads to exit.
+    ///
+    /// The RTMP connections are served by one thread with a runtime of its own, as nginx's
+    /// worker serves them: the sockets of every publisher are polled together and a payload
+    /// never wakes a second executor thread to steal it.
     pub async fn run(self, shutdown: CancellationToken) {
         let Self { listener, shared } = self;
-        let connections = TaskTracker::new();
-        let permits = Arc::new(Semaphore::new(shared.config.max_connections));
-        tracing::info!(addr = ?listener.local_addr().ok(), "RTMP ingest listening");
-        loop {
-            let accepted = tokio::select! {
-                () = shutdown.cancelled() => break,
-                accepted = listener.accept() => accepted,
-            };
-            let (socket, peer) = match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(cause = %e, "accepting an RTMP connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
+        let listener = match listener.into_std() {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::error!(cause = %e, "RTMP ingest cannot start");
+                return;
+            }
+        };
+        let (done, stopped) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("rtmp-ingest".to_owned())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(serve(listener, shared, shutdown)),
+                    Err(e) => tracing::error!(cause = %e, "RTMP ingest cannot start its runtime"),
                 }
-            };
-            if shared.is_throttled(peer.ip()) {
-                tracing::info!(%peer, "refusing a connection: too many bad stream keys");
+                let _ = done.send(());
+            });
+        match spawned {
+            Ok(_) => {
+                let _ = stopped.await;
+            }
+            Err(e) => tracing::error!(cause = %e, "RTMP ingest cannot start its thread"),
+        }
+    }
+}
+
+async fn serve<A: Authorizer>(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared<A>>,
+    shutdown: CancellationToken,
+) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(cause = %e, "RTMP ingest cannot listen");
+            return;
+        }
+    };
+    let connections = TaskTracker::new();
+    let permits = Arc::new(Semaphore::new(shared.config.max_connections));
+    tracing::info!(addr = ?listener.local_addr().ok(), "RTMP ingest listening");
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (socket, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(cause = %e, "accepting an RTMP connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
-            let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                tracing::warn!(%peer, "refusing a connection: connection limit reached");
-                continue;
-            };
-            let shared = Arc::clone(&shared);
-            let token = shutdown.child_token();
-            connections.spawn(async move {
-                session::serve(&shared, socket, peer, token).await;
-                drop(permit);
-            });
+        };
+        if shared.is_throttled(peer.ip()) {
+            tracing::info!(%peer, "refusing a connection: too many bad stream keys");
+            continue;
         }
-        drop(listener);
-        connections.close();
-        connections.wait().await;
-        let threads = shared.threads.clone();
-        // The last senders to the stream threads and the thumbnailer go with `shared`.
-        drop(shared);
-        threads.close();
-        threads.wait().await;
-        tracing::info!("RTMP ingest stopped");
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            tracing::warn!(%peer, "refusing a connection: connection limit reached");
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        let token = shutdown.child_token();
+        connections.spawn(async move {
+            session::serve(&shared, socket, peer, token).await;
+            drop(permit);
+        });
     }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+    let threads = shared.threads.clone();
+    // The last senders to the stream threads and the thumbnailer go with `shared`.
+    drop(shared);
+    threads.close();
+    threads.wait().await;
+    tracing::info!("RTMP ingest stopped");
 }

@@ -121,30 +121,47 @@ impl<A: Authorizer> Connection<'_, A> {
             return Ok(close);
         }
         let mut buffer = vec![0u8; READ_BUFFER];
-        let setup_deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
+        // One timer and one kick future for the whole connection: re-arming a timer and a
+        // cancellation future on every read costs more than the read itself.
+        let kick = self.kick.clone();
+        let kicked = kick.cancelled();
+        tokio::pin!(kicked);
+        let silence = tokio::time::sleep(SETUP_TIMEOUT);
+        tokio::pin!(silence);
+        let mut last_read = tokio::time::Instant::now();
         loop {
-            // Before publishing, a client gets the setup deadline; after, each read must come
-            // within the idle timeout.
-            let deadline = if self.publishing.is_some() {
-                tokio::time::Instant::now() + self.shared.config.idle_timeout
-            } else {
-                setup_deadline
-            };
             let read = tokio::select! {
-                () = self.kick.cancelled() => return Ok(Close::Kicked),
-                r = tokio::time::timeout_at(deadline, self.socket.read(&mut buffer)) => r,
-            };
-            let n = match read {
-                Err(_) => {
+                biased;
+                () = &mut kicked => return Ok(Close::Kicked),
+                r = self.socket.read(&mut buffer) => r,
+                () = &mut silence => {
+                    // Before publishing, a client gets the setup deadline; after, it must send
+                    // something within the idle timeout of its last read.
+                    if self.publishing.is_some() {
+                        let due = last_read + self.shared.config.idle_timeout;
+                        if due > tokio::time::Instant::now() {
+                            silence.as_mut().reset(due);
+                            continue;
+                        }
+                    }
                     tracing::info!(peer = %self.peer, publishing = self.publishing.is_some(), "RTMP client silent for too long");
                     return Err(SessionError::Timeout);
                 }
-                Ok(Ok(0)) => return Ok(Close::Done),
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => return Err(e.into()),
             };
+            let n = match read {
+                Ok(0) => return Ok(Close::Done),
+                Ok(n) => n,
+                Err(e) => return Err(e.into()),
+            };
+            let was_publishing = self.publishing.is_some();
+            last_read = tokio::time::Instant::now();
             if let Some(close) = self.input(&buffer[..n]).await? {
                 return Ok(close);
+            }
+            if !was_publishing && self.publishing.is_some() {
+                silence
+                    .as_mut()
+                    .reset(last_read + self.shared.config.idle_timeout);
             }
         }
     }
@@ -293,12 +310,20 @@ impl<A: Authorizer> Connection<'_, A> {
         }
         // Some encoders append a query string to the key; it is not part of it.
         let key = stream_key.split('?').next().unwrap_or_default();
-        let decision = tokio::time::timeout(
-            AUTHORIZE_TIMEOUT,
-            self.shared.authorizer.authorize(key, self.peer),
-        )
-        .await
-        .unwrap_or_else(|_| Err(AuthError::Unavailable("authorization timed out".to_owned())));
+        // The authorizer runs on the application's runtime, where its connections live.
+        let decision = {
+            let shared = Arc::clone(self.shared);
+            let (key, peer) = (key.to_owned(), self.peer);
+            let task = self
+                .shared
+                .app
+                .spawn(async move { shared.authorizer.authorize(&key, peer).await });
+            match tokio::time::timeout(AUTHORIZE_TIMEOUT, task).await {
+                Ok(Ok(decision)) => decision,
+                Ok(Err(e)) => Err(AuthError::Unavailable(format!("authorizer failed: {e}"))),
+                Err(_) => Err(AuthError::Unavailable("authorization timed out".to_owned())),
+            }
+        };
         let stream_id = match decision {
             Ok(stream_id) => stream_id,
             Err(e) => {

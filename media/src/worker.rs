@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,8 @@ use crate::{ErrorCode, Health, MediaEvent};
 /// Payloads queued between a connection and its stream thread (a few seconds of media). A
 /// publisher faster than the pipeline fills it, and what does not fit is dropped and counted.
 const QUEUE_DEPTH: usize = 512;
+/// How often the stream thread takes the payloads queued since it last looked.
+const BATCH_INTERVAL: Duration = Duration::from_millis(40);
 /// How often health is measured and reported.
 pub(crate) const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 /// How often a keyframe is decoded into the thumbnail.
@@ -132,11 +134,24 @@ fn run(ctx: StreamContext, rx: &Receiver<StreamInput>, dropped: &AtomicU64) {
         last_thumbnail: None,
     };
     let mut next_health = Instant::now() + HEALTH_INTERVAL;
-    loop {
-        match rx.recv_timeout(next_health.saturating_duration_since(Instant::now())) {
-            Ok(input) => worker.handle(&input),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+    let mut next_batch = Instant::now();
+    'stream: loop {
+        // Wake on a steady beat and take whatever arrived, rather than once per payload: a
+        // wake-up costs more than the work it does, and this keeps them at a few dozen a
+        // second whatever the bitrate. The beat adds at most BATCH_INTERVAL of latency.
+        next_batch += BATCH_INTERVAL;
+        let now = Instant::now();
+        if next_batch > now {
+            std::thread::sleep(next_batch - now);
+        } else {
+            next_batch = now;
+        }
+        loop {
+            match rx.try_recv() {
+                Ok(input) => worker.handle(&input),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => break 'stream,
+            }
         }
         if Instant::now() >= next_health {
             next_health = Instant::now() + HEALTH_INTERVAL;

@@ -41,7 +41,8 @@ trap cleanup EXIT
 free_port() {
   local port
   while :; do
-    port=$((20000 + RANDOM % 30000))
+    # Below the ephemeral range (32768+), where outgoing connections would collide.
+    port=$((20000 + RANDOM % 12000))
     (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
   done
 }
@@ -67,17 +68,19 @@ http_port=$(free_port); siaran_rtmp=$(free_port)
 psql -X -q "$DB_ADMIN_URL" -c "CREATE DATABASE $bench_db" >/dev/null
 siaran_hls="$work/siaran-hls"
 say "starting Siaran (HTTP :$http_port, RTMP :$siaran_rtmp)"
-DATABASE_URL="${DB_ADMIN_URL%/*}/$bench_db" \
-SIARAN_REDIS_PREFIX="siaran-bench-$$" \
-SIARAN_HTTP_ADDR="127.0.0.1:$http_port" SIARAN_RTMP_ADDR="127.0.0.1:$siaran_rtmp" \
-SIARAN_HLS_DIR="$siaran_hls" SIARAN_JWT_SECRET="bench-secret-bench-secret-bench-secret-0123" \
-SIARAN_LOG_FORMAT=json RUST_LOG=warn \
-  target/release/siaran serve >"$work/siaran.log" 2>&1 &
-siaran_pid=$!
+start_siaran() {
+  DATABASE_URL="${DB_ADMIN_URL%/*}/$bench_db" \
+  SIARAN_REDIS_PREFIX="siaran-bench-$$" \
+  SIARAN_HTTP_ADDR="127.0.0.1:$http_port" SIARAN_RTMP_ADDR="127.0.0.1:$siaran_rtmp" \
+  SIARAN_HLS_DIR="$siaran_hls" SIARAN_JWT_SECRET="bench-secret-bench-secret-bench-secret-0123" \
+  SIARAN_LOG_FORMAT=json RUST_LOG=warn \
+    target/release/siaran serve >>"$work/siaran.log" 2>&1 &
+  siaran_pid=$!
+  for _ in $(seq 1 100); do curl -fs "$api/healthz" >/dev/null && break; sleep 0.2; done
+  curl -fs "$api/healthz" >/dev/null || { cat "$work/siaran.log" >&2; exit 1; }
+}
 api="http://127.0.0.1:$http_port"
-for _ in $(seq 1 100); do curl -fs "$api/healthz" >/dev/null && break; sleep 0.2; done
-curl -fs "$api/healthz" >/dev/null || { cat "$work/siaran.log" >&2; exit 1; }
-
+start_siaran
 declare -a keys tokens
 for i in $(seq 1 "$MAX_N"); do
   curl -fs -H 'content-type: application/json' "$api/api/auth/register" \
@@ -86,6 +89,10 @@ for i in $(seq 1 "$MAX_N"); do
     -d "{\"login\":\"bench$i\",\"password\":\"bench-password-$i\"}" | jq -r .access_token)
   keys[$i]=$(curl -fs -X POST -H "authorization: Bearer ${tokens[$i]}" "$api/api/users/me/stream-key" | jq -r .stream_key)
 done
+# Registering hashed passwords (Argon2, ~19 MB each) leaves freed heap that the allocator hands
+# back at some later point, which would show as memory "saved" by the first case: start afresh.
+kill -TERM "$siaran_pid"; wait "$siaran_pid" 2>/dev/null || true
+start_siaran
 
 # --- nginx-rtmp -------------------------------------------------------------------------------
 nginx_rtmp=$(free_port)
@@ -128,17 +135,13 @@ uss_kb() { awk '/^Private_(Clean|Dirty):/ {s += $2} END {print s}' "/proc/$1/sma
 now() { date +%s.%N; }
 
 # One short publish per server first, so one-off costs (loading GStreamer plugins) are not
-# charged to the first case; the idle footprint is measured after it.
+# charged to the first case.
 say "warming up both servers"
 for target in "127.0.0.1:$siaran_rtmp/live/${keys[1]}" "127.0.0.1:$nginx_rtmp/live/warmup"; do
   timeout 6 ffmpeg -hide_banner -loglevel error -nostdin -re -i "$input" -t 4 -c copy \
     -f flv "rtmp://$target" || true
 done
 sleep 3
-siaran_idle_pss=$(pss_kb "$siaran_pid")
-nginx_idle_pss=$(pss_kb "$nginx_pid")
-siaran_idle_uss=$(uss_kb "$siaran_pid")
-nginx_idle_uss=$(uss_kb "$nginx_pid")
 declare -A cpu pss uss latency
 
 # run_case SERVER N: N publishers for WARMUP + MEASURE seconds, measured over the last MEASURE.
@@ -158,6 +161,8 @@ run_case() {
     probe_key="probe-n$n-$RANDOM"
     playlist="$work/nginx-hls/$probe_key/index.m3u8"
   fi
+  local base_p base_u
+  base_p=$(pss_kb "$pid"); base_u=$(uss_kb "$pid")
   for i in $(seq 1 $((n - 1))); do
     local key=${keys[$i]}
     [ "$server" = nginx ] && key="load-$i-$RANDOM"
@@ -178,8 +183,7 @@ run_case() {
   wait "$probe_pid" || true
   for i in "${publishers[@]}"; do kill "$i" 2>/dev/null || true; done
   for i in "${publishers[@]}"; do wait "$i" 2>/dev/null || true; done
-  local idle=$siaran_idle_pss idle_u=$siaran_idle_uss
-  [ "$server" = nginx ] && { idle=$nginx_idle_pss; idle_u=$nginx_idle_uss; }
+  local idle=$base_p idle_u=$base_u
   cpu[$server,$n]=$(echo "scale=3; ($c1 - $c0) / $ticks / ($t1 - $t0) * 100 / $n" | bc -l)
   pss[$server,$n]=$(echo "scale=2; ($p - $idle) / 1024 / $n" | bc -l)
   pss[$server,$n,total]=$p
@@ -200,7 +204,7 @@ done
 say "load after: $(uptime)"
 
 printf '\nMedia bench: %s s measured after %s s warm-up per case; CPU in %% of one core.\n' "$MEASURE" "$WARMUP"
-printf '(PSS and private memory per stream are above the idle server, divided by N.)\n'
+printf '(PSS and private memory per stream: growth over the server just before the case, divided by N.)\n'
 printf '%-4s %-18s %-18s %-8s %-18s %-18s %-18s %-18s\n' N "Siaran CPU/str" "nginx CPU/str" ratio \
   "Siaran PSS/str" "nginx PSS/str" "Siaran priv/str" "nginx priv/str"
 for n in $COUNTS; do

@@ -29,7 +29,9 @@ use crate::{ErrorCode, Health, MediaEvent};
 /// Payloads queued between a connection and its stream thread (a few seconds of media). A
 /// publisher faster than the pipeline fills it, and what does not fit is dropped and counted.
 const QUEUE_DEPTH: usize = 512;
-/// How often the stream thread takes the payloads queued since it last looked.
+/// How often the stream thread takes the payloads queued since it last looked. The muxer
+/// emits a keyframe once the next audio arrives, i.e. with the next batch, so this is also the
+/// keyframe → playlist latency (budget: 100 ms).
 const BATCH_INTERVAL: Duration = Duration::from_millis(40);
 /// How often health is measured and reported.
 pub(crate) const HEALTH_INTERVAL: Duration = Duration::from_secs(2);

@@ -155,7 +155,7 @@ fn connect(socket: &mut TcpStream, app: &str, key: &str) -> Result<ClientSession
         }
         match handshake.process_bytes(&buffer[..n])? {
             HandshakeProcessResult::InProgress { response_bytes } => {
-                socket.write_all(&response_bytes)?
+                socket.write_all(&response_bytes)?;
             }
             HandshakeProcessResult::Completed {
                 response_bytes,

@@ -17,8 +17,11 @@ use tokio_util::task::TaskTracker;
 use crate::auth::jwt::JwtKeys;
 use crate::config::Config;
 use crate::ingest::KeyAuthorizer;
+use crate::jobs::{self, JobQueue};
 use crate::kv::Redis;
 use crate::live::events::Events;
+use crate::mail::Mailer;
+use crate::payments::Midtrans;
 use crate::state::AppState;
 use crate::{db, http};
 
@@ -47,12 +50,6 @@ impl Application {
 
     /// Builds on an existing, migrated pool (tests use one database per test).
     pub async fn build_with_pool(config: Config, db: PgPool) -> anyhow::Result<Self> {
-        let jwt = JwtKeys::new(&config.resolve_jwt_secret()?);
-        let redis =
-            Redis::new(&config.redis_url, &config.redis_prefix).context("parsing REDIS_URL")?;
-        if let Err(e) = redis.ping().await {
-            tracing::warn!(cause = %e, "Redis is not reachable; live features wait for it to come back");
-        }
         let listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding HTTP on {} (SIARAN_HTTP_ADDR)", config.http_addr))?;
@@ -63,17 +60,8 @@ impl Application {
                 .with_context(|| {
                     format!("binding RTMP on {} (SIARAN_RTMP_ADDR)", config.rtmp_addr)
                 })?;
-        let state = AppState {
-            config: Arc::new(config),
-            db,
-            events: Events::new(redis.clone()),
-            ingest: ingest.handle(),
-            redis,
-            jwt: Arc::new(jwt),
-            metrics: metrics_handle(),
-            shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-        };
+        let mut state = build_state(config, db).await?;
+        state.ingest = ingest.handle();
         let router = http::router(state.clone());
         Ok(Self {
             state,
@@ -116,6 +104,7 @@ impl Application {
             media_events,
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "HTTP listening");
+        jobs::spawn_workers(&state, state.config.jobs.workers);
         let token = state.shutdown.clone();
         // The ingest stops with the server; the bridge drains its last events (streams ending)
         // into the database before the pool closes.
@@ -144,6 +133,46 @@ impl Application {
         state.db.close().await;
         Ok(())
     }
+}
+
+/// The shared state of a server or worker process, on an existing, migrated pool.
+pub async fn build_state(config: Config, db: PgPool) -> anyhow::Result<AppState> {
+    let jwt = JwtKeys::new(&config.resolve_jwt_secret()?);
+    let redis = Redis::new(&config.redis_url, &config.redis_prefix).context("parsing REDIS_URL")?;
+    if let Err(e) = redis.ping().await {
+        tracing::warn!(cause = %e, "Redis is not reachable; live features wait for it to come back");
+    }
+    let limits = &config.donations;
+    if limits.donation_min < 1 || limits.donation_min > limits.donation_max {
+        anyhow::bail!(
+            "SIARAN_DONATION_MIN ({}) must be at least 1 and at most SIARAN_DONATION_MAX ({})",
+            limits.donation_min,
+            limits.donation_max
+        );
+    }
+    let mailer = Mailer::from_config(&config.smtp)?;
+    let midtrans = Midtrans::from_config(&config.midtrans)?;
+    if midtrans.is_none() {
+        tracing::warn!(
+            "MIDTRANS_SERVER_KEY is not set: online payment is off (bank transfers still work)"
+        );
+    }
+    // A process without an RTMP listener (the worker) cannot stop a publisher itself.
+    let ingest = media::IngestHandle::detached(config.hls_dir.clone());
+    Ok(AppState {
+        jobs: JobQueue::new(redis.clone(), config.jobs.clone()),
+        config: Arc::new(config),
+        db,
+        events: Events::new(redis.clone()),
+        ingest,
+        redis,
+        jwt: Arc::new(jwt),
+        mailer,
+        midtrans,
+        metrics: metrics_handle(),
+        shutdown: CancellationToken::new(),
+        tasks: TaskTracker::new(),
+    })
 }
 
 /// Completes on SIGINT or SIGTERM.

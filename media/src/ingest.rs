@@ -83,6 +83,16 @@ pub struct IngestHandle {
 }
 
 impl IngestHandle {
+    /// A handle with no ingest server behind it, for processes that do not accept RTMP: it
+    /// ingests nothing, so it stops nothing.
+    #[must_use]
+    pub fn detached(hls_root: PathBuf) -> Self {
+        Self {
+            registry: Arc::new(Registry::default()),
+            hls_root,
+        }
+    }
+
     /// Disconnects the stream's publisher, which ends the stream (its [`MediaEvent::Ended`]
     /// follows once the playlist is final). `false` if this server is not ingesting it.
     pub fn stop(&self, stream_id: Uuid) -> bool {

@@ -26,7 +26,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::Problem;
 use crate::state::AppState;
-use crate::{auth, openapi, streams, users};
+use crate::{auth, donations, openapi, streams, users};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Requests (not WebSocket sessions, which are upgraded before this applies) must finish within this.
@@ -39,6 +39,7 @@ pub fn api() -> (Router<AppState>, OpenApi) {
         .merge(auth::router())
         .merge(users::router())
         .merge(streams::router())
+        .merge(donations::router())
         .split_for_parts()
 }
 

@@ -25,6 +25,18 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/users/me/stream-key"),
     ("GET", "/api/users/me/ingest"),
     ("GET", "/hls/{stream_id}/{file}"),
+    ("GET", "/api/users/me/payout"),
+    ("PATCH", "/api/users/me/payout"),
+    ("GET", "/api/users/me/blocked-words"),
+    ("PUT", "/api/users/me/blocked-words"),
+    ("POST", "/api/streams/{id}/donations"),
+    ("GET", "/api/streams/{id}/donations"),
+    ("GET", "/api/donations/{id}"),
+    ("POST", "/api/donations/{id}/confirm"),
+    ("POST", "/api/donations/{id}/reject"),
+    ("GET", "/api/donations/sent"),
+    ("GET", "/api/donations/received"),
+    ("POST", "/api/payments/midtrans/notification"),
 ];
 
 async fn document(app: &TestApp) -> Value {

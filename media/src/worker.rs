@@ -209,6 +209,23 @@ impl Session {
     }
 }
 
+/// A parsed frame on its way to the muxer.
+#[derive(Debug)]
+enum Frame {
+    Video {
+        /// Byte-stream access unit.
+        au: Vec<u8>,
+        dts: Duration,
+        pts: Duration,
+        keyframe: bool,
+    },
+    Audio {
+        /// Raw AAC frame.
+        data: Bytes,
+        pts: Duration,
+    },
+}
+
 /// Counters for the current health window.
 #[derive(Debug, Default)]
 struct Stats {
@@ -326,28 +343,12 @@ impl Worker {
                     }
                 }
                 self.stats.video_frames += 1;
-                if !self.ensure_pipeline() {
-                    return;
-                }
-                let Some(session) = self.session.as_mut() else {
-                    return;
-                };
-                let Some(pipeline) = &session.pipeline else {
-                    return;
-                };
-                if !pipeline.has_video() {
-                    return;
-                }
-                if pipeline.has_audio() && session.audio_until + STALL < dts {
-                    let until = dts.saturating_sub(STALL / 2);
-                    pipeline.gap(false, session.audio_until, until);
-                    session.audio_until = until;
-                }
-                session.video_until = session.video_until.max(dts);
-                let result = pipeline.push_video(au, dts, pts, keyframe);
-                if let Err(e) = result {
-                    self.pipeline_failed(&e);
-                }
+                self.push(Frame::Video {
+                    au,
+                    dts,
+                    pts,
+                    keyframe,
+                });
             }
             VideoTag::Ignored => {}
             VideoTag::Unsupported(codec) => self.unsupported(codec, "video"),
@@ -366,31 +367,61 @@ impl Worker {
                 }
                 let pts = session.time(input.timestamp);
                 let offset = frame.as_ptr() as usize - input.data.as_ptr() as usize;
-                let frame = input.data.slice(offset..offset + frame.len());
-                if !self.ensure_pipeline() {
-                    return;
-                }
-                let Some(session) = self.session.as_mut() else {
-                    return;
-                };
-                let Some(pipeline) = &session.pipeline else {
-                    return;
-                };
-                if !pipeline.has_audio() {
-                    return;
-                }
-                if pipeline.has_video() && session.video_until + STALL < pts {
-                    let until = pts.saturating_sub(STALL / 2);
-                    pipeline.gap(true, session.video_until, until);
-                    session.video_until = until;
-                }
-                session.audio_until = session.audio_until.max(pts);
-                if let Err(e) = pipeline.push_audio(frame, pts, None) {
-                    self.pipeline_failed(&e);
-                }
+                let data = input.data.slice(offset..offset + frame.len());
+                self.push(Frame::Audio { data, pts });
             }
             AudioTag::Ignored => {}
             AudioTag::Unsupported(codec) => self.unsupported(codec, "audio"),
+        }
+    }
+
+    /// Hands a frame to the session's pipeline (built at the first frame).
+    fn push(&mut self, frame: Frame) {
+        if !self.ensure_pipeline() {
+            return;
+        }
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        let Some(pipeline) = &session.pipeline else {
+            return;
+        };
+        let (video, time) = match &frame {
+            Frame::Video { dts, .. } => (true, *dts),
+            Frame::Audio { pts, .. } => (false, *pts),
+        };
+        let (has_track, has_other) = if video {
+            (pipeline.has_video(), pipeline.has_audio())
+        } else {
+            (pipeline.has_audio(), pipeline.has_video())
+        };
+        if !has_track {
+            return; // a track that appeared after the session started is not muxed
+        }
+        let (own, other) = if video {
+            (&mut session.video_until, &mut session.audio_until)
+        } else {
+            (&mut session.audio_until, &mut session.video_until)
+        };
+        // A track that stopped sending is declared empty up to near this one's time, so that
+        // the muxer does not wait for it (and, its queue full, block this thread).
+        if has_other && *other + STALL < time {
+            let until = time.saturating_sub(STALL / 2);
+            pipeline.gap(!video, *other, until);
+            *other = until;
+        }
+        *own = (*own).max(time);
+        let result = match frame {
+            Frame::Video {
+                au,
+                dts,
+                pts,
+                keyframe,
+            } => pipeline.push_video(au, dts, pts, keyframe),
+            Frame::Audio { data, pts } => pipeline.push_audio(data, pts, None),
+        };
+        if let Err(e) = result {
+            self.pipeline_failed(&e);
         }
     }
 

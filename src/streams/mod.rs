@@ -182,9 +182,11 @@ async fn find_stream(state: &AppState, id: Uuid) -> AppResult<Stream> {
         .ok_or_else(|| AppError::not_found("Stream"))
 }
 
-fn ensure_owner(stream: &Stream, user: &User) -> AppResult<()> {
+/// The stream, if `user` owns it: 404 when there is none, 403 when it is someone else's.
+async fn owned_stream(state: &AppState, id: Uuid, user: &User) -> AppResult<Stream> {
+    let stream = find_stream(state, id).await?;
     if stream.streamer_id == user.id {
-        Ok(())
+        Ok(stream)
     } else {
         Err(AppError::forbidden("Only the stream's owner can do this."))
     }
@@ -225,8 +227,7 @@ async fn update_stream(
     Path(id): Path<Uuid>,
     Json(body): Json<UpdateStream>,
 ) -> AppResult<Json<StreamView>> {
-    let stream = find_stream(&state, id).await?;
-    ensure_owner(&stream, &user)?;
+    owned_stream(&state, id, &user).await?;
     let (title, description) = collect(
         body.title.as_deref().map(parse_title).transpose(),
         body.description
@@ -263,8 +264,7 @@ async fn stop_stream(
     AuthUser(user): AuthUser,
     Path(id): Path<Uuid>,
 ) -> AppResult<Json<StreamView>> {
-    let stream = find_stream(&state, id).await?;
-    ensure_owner(&stream, &user)?;
+    owned_stream(&state, id, &user).await?;
     if end_stream(&state, id).await?.is_none() {
         return Err(AppError::conflict(
             "stream_not_live",

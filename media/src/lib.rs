@@ -11,8 +11,9 @@
 //!              Authorizer (app)                         MediaEvent channel (app)
 //! ```
 //!
-//! Threads: one per live stream (parsing FLV, feeding the muxer, health), the muxer's own, and
-//! one shared thumbnailer. The async executor only moves bytes and never blocks on GStreamer.
+//! Threads: one for all RTMP connections (a current-thread runtime of its own), one per live
+//! stream (parsing FLV, feeding the muxer, health), the muxer's own per stream, and one shared
+//! thumbnailer. The async code only moves bytes and never blocks on GStreamer.
 
 mod avc;
 pub mod flv;

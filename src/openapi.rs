@@ -16,6 +16,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "auth", description = "Registration, login and sessions"),
         (name = "users", description = "The signed-in user's account"),
+        (name = "streams", description = "Streams, stream keys and HLS playback"),
         (name = "donations", description = "Donations (Midtrans and bank transfer), payment notifications, history, payout account and blocked words"),
         (name = "operations", description = "Health and metrics"),
         (name = "admin", description = "The staff console: users, streams, donations"),

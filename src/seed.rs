@@ -59,6 +59,8 @@ pub struct Report {
     pub streams_created: usize,
     pub donations_created: usize,
     pub comments_created: usize,
+    /// Stream keys made for demo streamers that had none, `(username, key)`: shown once, here.
+    pub stream_keys: Vec<(String, String)>,
 }
 
 impl fmt::Display for Report {
@@ -76,7 +78,11 @@ impl fmt::Display for Report {
             "  streamers:  {} / {DEMO_PASSWORD}",
             streamers.join(", ")
         )?;
-        write!(f, "  viewers:    {} / {DEMO_PASSWORD}", viewers.join(", "))
+        write!(f, "  viewers:    {} / {DEMO_PASSWORD}", viewers.join(", "))?;
+        for (username, key) in &self.stream_keys {
+            write!(f, "\n  stream key for {username}: {key}")?;
+        }
+        Ok(())
     }
 }
 
@@ -210,6 +216,20 @@ pub async fn generate(db: &PgPool) -> anyhow::Result<Report> {
             .execute(&mut *tx)
             .await?;
         report.streams_created += 1;
+    }
+    for (i, streamer_id) in streamer_ids.iter().enumerate() {
+        let has_key: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM stream_keys WHERE user_id = $1)")
+                .bind(streamer_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if !has_key {
+            let key = crate::streams::keys::NewStreamKey::generate();
+            key.save(&mut *tx, *streamer_id).await?;
+            report
+                .stream_keys
+                .push((STREAMERS[i].0.to_owned(), key.key.clone()));
+        }
     }
     tx.commit().await.context("committing demo data")?;
     Ok(report)

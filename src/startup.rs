@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::jwt::JwtKeys;
 use crate::config::Config;
+use crate::ingest::KeyAuthorizer;
 use crate::jobs::{self, JobQueue};
 use crate::kv::Redis;
 use crate::live::events::Events;
@@ -35,6 +36,8 @@ pub struct Application {
     state: AppState,
     listener: TcpListener,
     router: Router,
+    ingest: media::Ingest<KeyAuthorizer>,
+    media_events: tokio::sync::mpsc::Receiver<media::MediaEvent>,
 }
 
 impl Application {
@@ -50,12 +53,22 @@ impl Application {
         let listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding HTTP on {} (SIARAN_HTTP_ADDR)", config.http_addr))?;
-        let state = build_state(config, db).await?;
+        let ingest_config = media::IngestConfig::new(config.rtmp_addr, config.hls_dir.clone());
+        let (ingest, media_events) =
+            media::Ingest::bind(ingest_config, KeyAuthorizer::new(db.clone()))
+                .await
+                .with_context(|| {
+                    format!("binding RTMP on {} (SIARAN_RTMP_ADDR)", config.rtmp_addr)
+                })?;
+        let mut state = build_state(config, db).await?;
+        state.ingest = ingest.handle();
         let router = http::router(state.clone());
         Ok(Self {
             state,
             listener,
             router,
+            ingest,
+            media_events,
         })
     }
 
@@ -64,6 +77,13 @@ impl Application {
         self.listener
             .local_addr()
             .unwrap_or(self.state.config.http_addr)
+    }
+
+    /// The bound RTMP address (with the real port when configured with port 0).
+    pub fn rtmp_addr(&self) -> SocketAddr {
+        self.ingest
+            .local_addr()
+            .unwrap_or(self.state.config.rtmp_addr)
     }
 
     #[must_use]
@@ -80,10 +100,18 @@ impl Application {
             state,
             listener,
             router,
+            ingest,
+            media_events,
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "HTTP listening");
         jobs::spawn_workers(&state, state.config.jobs.workers);
         let token = state.shutdown.clone();
+        // The ingest stops with the server; the bridge drains its last events (streams ending)
+        // into the database before the pool closes.
+        state.tasks.spawn(ingest.run(token.clone()));
+        state
+            .tasks
+            .spawn(crate::ingest::bridge(state.clone(), media_events));
         axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -129,11 +157,14 @@ pub async fn build_state(config: Config, db: PgPool) -> anyhow::Result<AppState>
             "MIDTRANS_SERVER_KEY is not set: online payment is off (bank transfers still work)"
         );
     }
+    // A process without an RTMP listener (the worker) cannot stop a publisher itself.
+    let ingest = media::IngestHandle::detached(config.hls_dir.clone());
     Ok(AppState {
         jobs: JobQueue::new(redis.clone(), config.jobs.clone()),
         config: Arc::new(config),
         db,
         events: Events::new(redis.clone()),
+        ingest,
         redis,
         jwt: Arc::new(jwt),
         mailer,

@@ -24,6 +24,8 @@ pub struct AppState {
     pub jwt: Arc<JwtKeys>,
     /// Publishes live events (comments, donations, stream state) to every server process.
     pub events: Events,
+    /// The RTMP ingest of this process: stop a stream's publisher, find its HLS.
+    pub ingest: media::IngestHandle,
     /// The background job queue (Redis).
     pub jobs: JobQueue,
     /// Outgoing email (SMTP, or a folder in development).

@@ -19,7 +19,6 @@ use crate::auth::{StaffUser, refresh};
 use crate::error::{AppError, AppResult, Problem};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::{PageParams, Paginated};
-use crate::live::events::{EventData, StreamEnded};
 use crate::state::AppState;
 use crate::users::model::{PublicUser, User, UserView};
 
@@ -312,33 +311,11 @@ async fn end_stream(
             "This stream is not live, so there is nothing to end.",
         ));
     }
-    end_live(&state, id).await?;
+    // The media module's one way to end a stream: disconnects the publisher, marks the stream
+    // ended and announces it (only once, whichever path ends it first).
+    crate::streams::end_stream(&state, id).await?;
     tracing::info!(stream_id = %id, staff_id = %staff.id, "stream ended by staff");
     Ok(Json(find_stream(&state, id).await?.into()))
-}
-
-/// Marks the stream ended and tells its viewers.
-// TODO(media): replace with the media module's "end a live stream" function once it lands, so
-// the publisher is disconnected too.
-async fn end_live(state: &AppState, id: Uuid) -> AppResult<()> {
-    let ended_at: Option<DateTime<Utc>> = sqlx::query_scalar(
-        "UPDATE streams SET is_active = false, ended_at = now() WHERE id = $1 AND is_active
-         RETURNING ended_at",
-    )
-    .bind(id)
-    .fetch_optional(&state.db)
-    .await?
-    .flatten();
-    if let Some(ended_at) = ended_at {
-        let event = EventData::StreamEnded(StreamEnded {
-            stream_id: id,
-            ended_at,
-        });
-        if let Err(e) = state.events.publish(id, event).await {
-            tracing::warn!(stream_id = %id, cause = %e, "stream.ended not published");
-        }
-    }
-    Ok(())
 }
 
 async fn find_stream(state: &AppState, id: Uuid) -> AppResult<AdminStreamRow> {

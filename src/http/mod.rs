@@ -26,7 +26,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::Problem;
 use crate::state::AppState;
-use crate::{admin, auth, donations, openapi, users};
+use crate::{admin, auth, donations, openapi, streams, users};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Requests (not WebSocket sessions, which are upgraded before this applies) must finish within this.
@@ -39,6 +39,7 @@ pub fn api() -> (Router<AppState>, OpenApi) {
         .merge(auth::router())
         .merge(users::router())
         .merge(admin::router())
+        .merge(streams::router())
         .merge(donations::router())
         .split_for_parts()
 }
@@ -88,9 +89,22 @@ async fn frontend_or_not_found(State(state): State<AppState>, req: Request) -> R
         return route_not_found();
     }
     let immutable = path.starts_with("/assets/");
+    // Client-side routes have no file extension; a missing file (an old asset, `/Cargo.toml`)
+    // is a 404, not the app's HTML with a 200 that the browser would try to run as a script.
+    let wants_file = path
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains('.'));
     let dir = &state.config.frontend_dir;
-    let serve = ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html")));
-    let mut response = match serve.oneshot(req).await {
+    let served = if wants_file {
+        ServeDir::new(dir).oneshot(req).await
+    } else {
+        ServeDir::new(dir)
+            .fallback(ServeFile::new(dir.join("index.html")))
+            .oneshot(req)
+            .await
+    };
+    let mut response = match served {
         Ok(response) => response.map(Body::new),
         Err(infallible) => match infallible {},
     };

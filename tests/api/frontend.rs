@@ -10,9 +10,10 @@ use crate::helpers::{TestApp, problem};
 /// A stand-in for `frontend/dist`.
 fn built_frontend() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("siaran-test-dist-{}", Uuid::new_v4().simple()));
-    std::fs::create_dir_all(dir.join("assets")).unwrap();
-    std::fs::write(dir.join("index.html"), "<!doctype html><div id=app></div>").unwrap();
-    std::fs::write(dir.join("assets/index-abc123.js"), "console.log(1)").unwrap();
+    std::fs::create_dir_all(dir.join("assets")).expect("creating the dist folder");
+    std::fs::write(dir.join("index.html"), "<!doctype html><div id=app></div>")
+        .expect("writing index.html");
+    std::fs::write(dir.join("assets/index-abc123.js"), "console.log(1)").expect("writing an asset");
     dir
 }
 

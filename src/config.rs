@@ -111,6 +111,10 @@ pub struct Config {
     /// Outgoing mail settings.
     #[command(flatten)]
     pub smtp: SmtpConfig,
+
+    /// Sockets and viewer counts.
+    #[command(flatten)]
+    pub live: crate::live::LiveConfig,
 }
 
 /// Midtrans (payment gateway). Without keys in development, `make run` starts the bundled fake.

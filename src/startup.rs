@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::jwt::JwtKeys;
 use crate::config::Config;
 use crate::kv::Redis;
+use crate::live::Live;
 use crate::live::events::Events;
 use crate::state::AppState;
 use crate::{db, http};
@@ -53,16 +54,27 @@ impl Application {
         let listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding HTTP on {} (SIARAN_HTTP_ADDR)", config.http_addr))?;
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let events = Events::new(db.clone(), redis.clone());
+        let live = Live::new(
+            &config.live,
+            events.clone(),
+            shutdown.clone(),
+            tasks.clone(),
+        );
         let state = AppState {
             config: Arc::new(config),
             db,
-            events: Events::new(redis.clone()),
+            events,
+            live,
             redis,
             jwt: Arc::new(jwt),
             metrics: metrics_handle(),
-            shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
+            shutdown,
+            tasks,
         };
+        Live::start(&state);
         let router = http::router(state.clone());
         Ok(Self {
             state,

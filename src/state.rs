@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::jwt::JwtKeys;
 use crate::config::Config;
 use crate::kv::Redis;
+use crate::live::Live;
 use crate::live::events::Events;
 
 #[derive(Clone, Debug)]
@@ -21,6 +22,8 @@ pub struct AppState {
     pub jwt: Arc<JwtKeys>,
     /// Publishes live events (comments, donations, stream state) to every server process.
     pub events: Events,
+    /// This process's sockets, hubs and Redis subscription for live events.
+    pub live: Live,
     pub metrics: PrometheusHandle,
     /// Cancelled when the server shuts down; long-lived tasks and sockets watch it.
     pub shutdown: CancellationToken,

@@ -26,7 +26,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::Problem;
 use crate::state::AppState;
-use crate::{auth, openapi, users};
+use crate::{auth, comments, live, openapi, users};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Requests (not WebSocket sessions, which are upgraded before this applies) must finish within this.
@@ -38,6 +38,8 @@ pub fn api() -> (Router<AppState>, OpenApi) {
         .merge(ops::router())
         .merge(auth::router())
         .merge(users::router())
+        .merge(comments::router())
+        .merge(live::router())
         .split_for_parts()
 }
 
@@ -56,7 +58,7 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
-            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id)
+            tracing::info_span!("http", method = %req.method(), path = %live::overlay::loggable_path(req.uri().path()), request_id)
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)

@@ -92,6 +92,11 @@ impl TestApp {
         }
     }
 
+    /// Stops the server as SIGTERM would: sockets are closed, background work drained.
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

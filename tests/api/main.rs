@@ -6,7 +6,12 @@
 mod helpers;
 
 mod auth;
+mod cluster;
+mod comments;
 mod errors;
+mod live;
 mod openapi;
 mod ops;
+mod overlay;
 mod users;
+mod ws;

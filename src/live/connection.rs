@@ -1,0 +1,266 @@
+//! What the stream and overlay sockets share: the WebSocket settings, heartbeats, delivery of
+//! events with bounded waiting, and the rules for dropping a connection.
+//!
+//! - Heartbeats: the server pings every `ws_ping_interval`; a socket from which nothing (not even
+//!   a pong) arrived for `ws_idle_timeout` is closed as dead.
+//! - Slow clients: events wait in the stream's ring, not in per-socket queues. A socket that
+//!   falls `ws_max_lag` events behind, or whose writes stall for the idle timeout, is told
+//!   (`error` `too_slow`, best effort) and closed with 1013, so it cannot hold up anyone else.
+//! - Shutdown: every socket is closed with 1001 when `state.shutdown` is cancelled.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use futures::SinkExt;
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::LiveConfig;
+use super::hub::Frame;
+use super::protocol::{Control, MAX_CLIENT_FRAME, SocketError};
+
+/// Most events written before one flush.
+const MAX_BATCH: usize = 64;
+/// How long a goodbye (close frame, last error) may take before the socket is simply dropped.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Close code for clients that fell behind: reconnect (with `last_event_id`) later.
+const TRY_AGAIN_LATER: u16 = 1013;
+
+/// WebSocket settings for both sockets. Buffers start small (an idle socket should cost a few
+/// kilobytes; tungstenite's default read buffer alone is 128 KiB, zero-filled per connection)
+/// and are bounded.
+pub(crate) fn configure(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+    upgrade
+        .read_buffer_size(1024)
+        .write_buffer_size(8 * 1024)
+        .max_write_buffer_size(1024 * 1024)
+        .max_message_size(MAX_CLIENT_FRAME)
+        .max_frame_size(MAX_CLIENT_FRAME)
+}
+
+/// What woke a socket up.
+#[derive(Debug)]
+pub(crate) enum Next {
+    /// A message from the client.
+    Client(Message),
+    /// An event from the stream's hub (or the news that the socket fell behind).
+    Event(Result<Frame, RecvError>),
+    /// The socket must end: the client left, broke the protocol, went silent, or the server is
+    /// stopping. The goodbye has been said.
+    Stop(Stop),
+}
+
+/// Why a socket ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stop {
+    ClientLeft,
+    Dead,
+    TooSlow,
+    Shutdown,
+    Broken(String),
+}
+
+/// A WebSocket connection with its heartbeat and the id of the last event it delivered.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    socket: WebSocket,
+    /// The id of the last event delivered (or the resume point). Control messages carry it.
+    pub(crate) position: u64,
+    last_heard: Instant,
+    heartbeat: Interval,
+    idle_timeout: Duration,
+}
+
+impl Connection {
+    pub(crate) fn new(socket: WebSocket, config: &LiveConfig, position: u64) -> Self {
+        let mut heartbeat = tokio::time::interval(config.ping_interval());
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        heartbeat.reset();
+        Self {
+            socket,
+            position,
+            last_heard: Instant::now(),
+            heartbeat,
+            idle_timeout: config.idle_timeout(),
+        }
+    }
+
+    /// Waits for the next thing to handle. Heartbeats are handled here. Cancel-safe.
+    pub(crate) async fn next(
+        &mut self,
+        mut events: Option<&mut broadcast::Receiver<Frame>>,
+        shutdown: &CancellationToken,
+    ) -> Next {
+        loop {
+            let next = tokio::select! {
+                () = shutdown.cancelled() => {
+                    self.close(close_code::AWAY, "server shutting down").await;
+                    Next::Stop(Stop::Shutdown)
+                }
+                incoming = self.socket.recv() => match incoming {
+                    None => Next::Stop(Stop::ClientLeft),
+                    Some(Ok(message)) => {
+                        self.last_heard = Instant::now();
+                        match message {
+                            Message::Close(_) => Next::Stop(Stop::ClientLeft),
+                            // tungstenite answers pings itself; pongs only prove liveness.
+                            Message::Ping(_) | Message::Pong(_) => continue,
+                            message => Next::Client(message),
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let reason = e.to_string();
+                        if reason.contains("Space limit exceeded") || reason.contains("too long") {
+                            self.close(close_code::SIZE, "message too large").await;
+                        }
+                        Next::Stop(Stop::Broken(reason))
+                    }
+                },
+                event = async {
+                    match events.as_deref_mut() {
+                        Some(receiver) => receiver.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => Next::Event(event),
+                _ = self.heartbeat.tick() => {
+                    if self.last_heard.elapsed() >= self.idle_timeout {
+                        self.close(close_code::AWAY, "no heartbeat").await;
+                        Next::Stop(Stop::Dead)
+                    } else {
+                        match self.write(Message::Ping(Default::default())).await {
+                            Ok(()) => continue,
+                            Err(stop) => Next::Stop(stop),
+                        }
+                    }
+                }
+            };
+            return next;
+        }
+    }
+
+    /// Sends a control message.
+    pub(crate) async fn send_control(&mut self, control: &Control) -> Result<(), Stop> {
+        let text = control.encode(self.position);
+        self.write(Message::Text(text.into())).await
+    }
+
+    /// Sends an error message; the socket stays open.
+    pub(crate) async fn send_error(&mut self, error: SocketError) -> Result<(), Stop> {
+        self.send_control(&Control::Error(error)).await
+    }
+
+    /// Delivers `first` and whatever else is already waiting (up to a batch), in one flush.
+    /// Events at or before the position are skipped; `wanted` filters what is sent (the
+    /// position still moves past what it rejects).
+    pub(crate) async fn deliver(
+        &mut self,
+        first: Frame,
+        events: &mut broadcast::Receiver<Frame>,
+        wanted: impl Fn(&Frame) -> bool,
+    ) -> Result<(), Stop> {
+        let mut queued = 0;
+        let mut next = Some(first);
+        while let Some(frame) = next.take() {
+            if frame.id > self.position {
+                self.position = frame.id;
+                if wanted(&frame) {
+                    bounded(
+                        self.idle_timeout,
+                        self.socket.feed(Message::Text(frame.text)),
+                    )
+                    .await?;
+                    queued += 1;
+                }
+            }
+            if queued >= MAX_BATCH {
+                break;
+            }
+            next = match events.try_recv() {
+                Ok(frame) => Some(frame),
+                Err(TryRecvError::Lagged(_)) => return Err(self.too_slow().await),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => None,
+            };
+        }
+        if queued > 0 {
+            bounded(self.idle_timeout, self.socket.flush()).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends events read from the log (a replay); they are sent whatever the position, which
+    /// ends at the last one.
+    pub(crate) async fn replay(&mut self, frame: Frame) -> Result<(), Stop> {
+        self.position = self.position.max(frame.id);
+        bounded(
+            self.idle_timeout,
+            self.socket.feed(Message::Text(frame.text)),
+        )
+        .await
+    }
+
+    pub(crate) async fn flush(&mut self) -> Result<(), Stop> {
+        bounded(self.idle_timeout, self.socket.flush()).await
+    }
+
+    /// Handles the outcome of waiting on the hub: an event is delivered, falling behind ends
+    /// the socket.
+    pub(crate) async fn on_event(
+        &mut self,
+        event: Result<Frame, RecvError>,
+        events: &mut broadcast::Receiver<Frame>,
+        wanted: impl Fn(&Frame) -> bool,
+    ) -> Result<(), Stop> {
+        match event {
+            Ok(frame) => self.deliver(frame, events, wanted).await,
+            Err(RecvError::Lagged(_)) => Err(self.too_slow().await),
+            Err(RecvError::Closed) => Err(Stop::Shutdown),
+        }
+    }
+
+    /// Tells the client it fell behind and closes; it may reconnect with `last_event_id`.
+    async fn too_slow(&mut self) -> Stop {
+        let error = SocketError::new(
+            "too_slow",
+            "This connection fell too far behind the stream's events and is being closed; \
+             reconnect with `last_event_id` to catch up.",
+        );
+        let text = Control::Error(error).encode(self.position);
+        let _ = tokio::time::timeout(
+            GOODBYE_TIMEOUT,
+            self.socket.send(Message::Text(text.into())),
+        )
+        .await;
+        self.close(TRY_AGAIN_LATER, "too slow").await;
+        Stop::TooSlow
+    }
+
+    /// Sends a close frame (best effort) with the given code.
+    pub(crate) async fn close(&mut self, code: u16, reason: &'static str) {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = tokio::time::timeout(
+            GOODBYE_TIMEOUT,
+            self.socket.send(Message::Close(Some(frame))),
+        )
+        .await;
+    }
+
+    async fn write(&mut self, message: Message) -> Result<(), Stop> {
+        bounded(self.idle_timeout, self.socket.send(message)).await
+    }
+}
+
+/// Runs a write, giving up on a client that does not take data for `limit`.
+async fn bounded(
+    limit: Duration,
+    write: impl Future<Output = Result<(), axum::Error>>,
+) -> Result<(), Stop> {
+    match tokio::time::timeout(limit, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Stop::Broken(e.to_string())),
+        Err(_) => Err(Stop::TooSlow),
+    }
+}

@@ -63,11 +63,14 @@ impl Application {
             shutdown.clone(),
             tasks.clone(),
         );
+        let comments =
+            crate::comments::writer::Writer::new(db.clone(), events.clone(), tasks.clone());
         let state = AppState {
             config: Arc::new(config),
             db,
             events,
             live,
+            comments,
             redis,
             jwt: Arc::new(jwt),
             metrics: metrics_handle(),

@@ -24,6 +24,8 @@ pub struct AppState {
     pub events: Events,
     /// This process's sockets, hubs and Redis subscription for live events.
     pub live: Live,
+    /// Stores comments in per-stream batches.
+    pub comments: crate::comments::writer::Writer,
     pub metrics: PrometheusHandle,
     /// Cancelled when the server shuts down; long-lived tasks and sockets watch it.
     pub shutdown: CancellationToken,

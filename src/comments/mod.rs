@@ -3,6 +3,7 @@
 //! `comment.created` / `comment.deleted` on the stream's socket.
 
 pub mod service;
+pub mod writer;
 
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::Comment;
 use crate::error::{AppError, AppResult, FieldError};
-use crate::live::events::{CommentCreated, CommentDeleted, EventData};
+use crate::live::events::{CommentDeleted, EventData};
 use crate::ratelimit::{Limit, RateLimiter};
 use crate::state::AppState;
 use crate::users::model::{PublicUser, User};
@@ -54,7 +54,8 @@ impl CommentContent {
 }
 
 /// Posts a comment on a live stream: validates it, counts it against the author's rate limit,
-/// stores it together with its `comment.created` event, then announces the event.
+/// stores it together with its `comment.created` event (through the stream's batching
+/// [`super::writer::Writer`]), then announces the event.
 pub async fn post(
     state: &AppState,
     author: &User,
@@ -74,57 +75,11 @@ pub async fn post(
         });
     }
 
-    let mut tx = state.db.begin().await?;
-    let inserted: Option<(Uuid, DateTime<Utc>)> = sqlx::query_as(
-        "INSERT INTO comments (stream_id, user_id, content)
-         SELECT id, $2, $3 FROM streams WHERE id = $1 AND is_active
-         RETURNING id, created_at",
-    )
-    .bind(stream_id)
-    .bind(author.id)
-    .bind(content.as_str())
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((id, created_at)) = inserted else {
-        drop(tx);
-        return Err(not_live_or_missing(state, stream_id).await);
+    let author = PublicUser {
+        id: author.id,
+        username: author.username.clone(),
     };
-    let comment = Comment {
-        id,
-        stream_id,
-        author: PublicUser {
-            id: author.id,
-            username: author.username.clone(),
-        },
-        content: content.0,
-        created_at,
-    };
-    let event = EventData::CommentCreated(CommentCreated::from(comment.clone()));
-    let recorded = state
-        .events
-        .record(&mut tx, stream_id, event)
-        .await
-        .map_err(|e| AppError::Internal(e.into()))?;
-    tx.commit().await?;
-    state.events.announce(&recorded).await;
-    Ok(comment)
-}
-
-/// Why a comment could not be stored: the stream is unknown (404) or not live (409).
-async fn not_live_or_missing(state: &AppState, stream_id: Uuid) -> AppError {
-    let exists: Result<Option<bool>, _> =
-        sqlx::query_scalar("SELECT is_active FROM streams WHERE id = $1")
-            .bind(stream_id)
-            .fetch_optional(&state.db)
-            .await;
-    match exists {
-        Ok(None) => AppError::not_found("Stream"),
-        Ok(Some(_)) => AppError::conflict(
-            "stream_not_live",
-            "Comments can be posted only while the stream is live.",
-        ),
-        Err(e) => e.into(),
-    }
+    state.comments.write(stream_id, author, content).await
 }
 
 /// Deletes a comment; allowed to the stream's owner and to staff. Announces `comment.deleted`.
@@ -150,11 +105,7 @@ pub async fn delete(state: &AppState, user: &User, comment_id: Uuid) -> AppResul
         .execute(&mut *tx)
         .await?;
     let event = EventData::CommentDeleted(CommentDeleted { id: comment_id });
-    let recorded = state
-        .events
-        .record(&mut tx, stream_id, event)
-        .await
-        .map_err(|e| AppError::Internal(e.into()))?;
+    let recorded = state.events.record(&mut tx, stream_id, event).await?;
     tx.commit().await?;
     state.events.announce(&recorded).await;
     tracing::info!(%comment_id, %stream_id, by = %user.id, "comment deleted");

@@ -61,6 +61,43 @@ pub(crate) enum Stop {
     Broken(String),
 }
 
+impl Stop {
+    fn label(&self) -> &'static str {
+        match self {
+            Self::ClientLeft => "client_left",
+            Self::Dead => "dead",
+            Self::TooSlow => "too_slow",
+            Self::Shutdown => "shutdown",
+            Self::Broken(_) => "broken",
+        }
+    }
+}
+
+/// Counts a socket in `live_sockets{kind}` while it is open, and its ending in
+/// `live_sockets_closed_total{kind, reason}`.
+#[derive(Debug)]
+pub(crate) struct SocketMetrics {
+    kind: &'static str,
+}
+
+impl SocketMetrics {
+    pub(crate) fn open(kind: &'static str) -> Self {
+        metrics::gauge!("live_sockets", "kind" => kind).increment(1.0);
+        Self { kind }
+    }
+
+    pub(crate) fn closed(self, stop: &Stop) {
+        metrics::counter!("live_sockets_closed_total", "kind" => self.kind, "reason" => stop.label())
+            .increment(1);
+    }
+}
+
+impl Drop for SocketMetrics {
+    fn drop(&mut self) {
+        metrics::gauge!("live_sockets", "kind" => self.kind).decrement(1.0);
+    }
+}
+
 /// A WebSocket connection with its heartbeat and the id of the last event it delivered.
 #[derive(Debug)]
 pub(crate) struct Connection {

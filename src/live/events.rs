@@ -214,6 +214,17 @@ pub enum PublishError {
     Encode(#[from] serde_json::Error),
 }
 
+impl From<PublishError> for crate::error::AppError {
+    fn from(e: PublishError) -> Self {
+        match e {
+            PublishError::Database(e) => e.into(),
+            PublishError::UnknownStream(_) => Self::not_found("Stream"),
+            PublishError::Redis(e) => e.into(),
+            PublishError::Encode(e) => Self::Internal(e.into()),
+        }
+    }
+}
+
 /// An event stored in the log but not yet announced to the other processes.
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -297,21 +308,45 @@ impl Events {
         stream_id: Uuid,
         event: EventData,
     ) -> Result<Recorded, PublishError> {
-        let kind = event.kind();
-        let data = event.data_json()?;
+        let mut recorded = self.record_many(conn, stream_id, vec![event]).await?;
+        recorded.pop().ok_or(PublishError::UnknownStream(stream_id))
+    }
+
+    /// Stores several events of one stream under consecutive ids, in one statement; the rules of
+    /// [`Events::record`] apply. Batching writers (comments under load) use it so that one
+    /// commit, and one hold of the stream's id counter, serves many events.
+    pub async fn record_many(
+        &self,
+        conn: &mut PgConnection,
+        stream_id: Uuid,
+        events: Vec<EventData>,
+    ) -> Result<Vec<Recorded>, PublishError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let kinds: Vec<&str> = events.iter().map(EventData::kind).collect();
+        let data = events
+            .iter()
+            .map(EventData::data_json)
+            .collect::<Result<Vec<_>, _>>()?;
+        let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
         let ts = Utc::now();
-        let id: i64 = sqlx::query_scalar(
+        // The data-modifying CTE runs even though the outer query only reads `seq`.
+        let before: i64 = sqlx::query_scalar(
             "WITH seq AS (
-                 INSERT INTO live_event_seqs AS s (stream_id, last_id) VALUES ($1, 1)
-                 ON CONFLICT (stream_id) DO UPDATE SET last_id = s.last_id + 1
-                 RETURNING last_id
+                 INSERT INTO live_event_seqs AS s (stream_id, last_id) VALUES ($1, $2)
+                 ON CONFLICT (stream_id) DO UPDATE SET last_id = s.last_id + $2
+                 RETURNING last_id - $2 AS before
+             ), stored AS (
+                 INSERT INTO live_events (stream_id, id, kind, data, ts)
+                 SELECT $1, seq.before + e.ord, e.kind, e.data, $5
+                 FROM seq, unnest($3::text[], $4::text[]) WITH ORDINALITY AS e(kind, data, ord)
              )
-             INSERT INTO live_events (stream_id, id, kind, data, ts)
-             SELECT $1, last_id, $2, $3, $4 FROM seq
-             RETURNING id",
+             SELECT before FROM seq",
         )
         .bind(stream_id)
-        .bind(kind)
+        .bind(count)
+        .bind(&kinds)
         .bind(&data)
         .bind(ts)
         .fetch_one(conn)
@@ -320,40 +355,57 @@ impl Events {
             Some(c) if c.ends_with("stream_id_fkey") => PublishError::UnknownStream(stream_id),
             _ => PublishError::Database(e),
         })?;
-        let id = u64::try_from(id).unwrap_or_default();
-        let wire = encode_wire(kind, id, ts, stream_id, &data)?;
-        Ok(Recorded {
-            envelope: Envelope {
-                id,
-                ts,
-                stream_id,
-                event,
-            },
-            wire,
-        })
+        let before = u64::try_from(before).unwrap_or_default();
+        let mut recorded = Vec::with_capacity(events.len());
+        for (offset, (event, data)) in events.into_iter().zip(&data).enumerate() {
+            let id = before + offset as u64 + 1;
+            let wire = encode_wire(event.kind(), id, ts, stream_id, data)?;
+            recorded.push(Recorded {
+                envelope: Envelope {
+                    id,
+                    ts,
+                    stream_id,
+                    event,
+                },
+                wire,
+            });
+        }
+        Ok(recorded)
     }
 
     /// Sends a recorded (and committed) event to every server process. Never fails: when Redis
     /// is unreachable the event waits in the log, and each process reads it from there once its
     /// subscription is back.
     pub async fn announce(&self, recorded: &Recorded) {
-        let channel = self.channel(recorded.envelope.stream_id);
+        self.announce_many(std::slice::from_ref(recorded)).await;
+    }
+
+    /// [`Events::announce`] for several events, in one round trip to Redis.
+    pub async fn announce_many(&self, recorded: &[Recorded]) {
+        let Some(first) = recorded.first() else {
+            return;
+        };
         let result: redis::RedisResult<()> = async {
             let mut conn = self.redis.conn().await?;
-            redis::cmd("PUBLISH")
-                .arg(&channel)
-                .arg(&recorded.wire)
-                .query_async(&mut conn)
-                .await
+            let mut pipe = redis::pipe();
+            for event in recorded {
+                pipe.publish(self.channel(event.envelope.stream_id), &event.wire)
+                    .ignore();
+            }
+            pipe.query_async(&mut conn).await
         }
         .await;
+        for event in recorded {
+            metrics::counter!("live_events_published_total", "type" => event.envelope.event.kind())
+                .increment(1);
+        }
         if let Err(e) = result {
             tracing::warn!(
-                stream_id = %recorded.envelope.stream_id,
-                event_id = recorded.envelope.id,
-                kind = recorded.envelope.event.kind(),
+                stream_id = %first.envelope.stream_id,
+                first_event_id = first.envelope.id,
+                events = recorded.len(),
                 cause = %e,
-                "could not announce an event on Redis; processes will read it from the log when Redis is back"
+                "could not announce events on Redis; processes will read them from the log when Redis is back"
             );
         }
     }

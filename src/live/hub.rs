@@ -469,6 +469,7 @@ impl HubTask {
                 self.hub.offer(Frame::from_logged(event));
             }
             if caught > 0 {
+                metrics::counter!("live_events_recovered_total").increment(caught as u64);
                 tracing::debug!(stream_id = %self.hub.stream_id, caught, "caught up from the log");
             }
             if !full {
@@ -484,7 +485,8 @@ impl HubTask {
             return false;
         }
         hubs.remove(&self.hub.stream_id);
-        drop(hubs);
+        // Still under the lock: a hub started for the stream after this one sends its
+        // subscription after this unsubscription, so the relay keeps the new one's route.
         self.relay.unsubscribe(self.channel.clone());
         true
     }

@@ -29,7 +29,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::connection::{Connection, Next, Stop, configure};
+use super::connection::{Connection, Next, SocketMetrics, Stop, configure};
 use super::hub::{Audience, FrameKind, Subscription};
 use super::protocol::{
     ClientMessage, Control, OverlayReady, Pong, SocketError, parse_client_message,
@@ -265,6 +265,7 @@ enum Detach {
 
 impl OverlaySession {
     async fn run(self, socket: WebSocket, streamer: Option<PublicUser>, params: OverlayParams) {
+        let metrics = SocketMetrics::open("overlay");
         let config = &self.state.live.hubs().config;
         let mut conn = Connection::new(socket, config, 0);
         let stop = match streamer {
@@ -275,6 +276,7 @@ impl OverlaySession {
             }
         };
         tracing::debug!(?stop, "overlay socket closed");
+        metrics.closed(&stop);
     }
 
     async fn serve(

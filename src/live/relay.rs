@@ -166,6 +166,7 @@ impl Relay {
             };
             if outage.is_none() {
                 outage = Some(Instant::now());
+                metrics::counter!("live_redis_subscription_lost_total").increment(1);
                 tracing::warn!(
                     cause = %failure,
                     streams = self.routes.len(),

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
-use super::connection::{Connection, Next, Stop, configure};
+use super::connection::{Connection, Next, SocketMetrics, Stop, configure};
 use super::hub::{Audience, Frame, JoinError, Subscription};
 use super::protocol::{
     Authenticated, ClientMessage, Control, MAX_CLIENT_MESSAGE, Pong, Ready, SocketError,
@@ -154,6 +154,7 @@ impl Session {
         mut subscription: Subscription,
         params: SocketParams,
     ) {
+        let metrics = SocketMetrics::open("stream");
         let config = &self.state.live.hubs().config;
         let mut conn = Connection::new(socket, config, subscription.position);
         let stop = match self.open(&mut conn, &mut subscription, params).await {
@@ -161,6 +162,7 @@ impl Session {
             Err(stop) => stop,
         };
         tracing::debug!(stream_id = %self.stream_id, ?stop, "stream socket closed");
+        metrics.closed(&stop);
     }
 
     /// Authenticates from the query, says `ready`, and replays what a resuming client missed.

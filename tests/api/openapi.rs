@@ -17,6 +17,13 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/auth/logout"),
     ("GET", "/api/users/me"),
     ("PATCH", "/api/users/me"),
+    ("GET", "/api/streams/{stream_id}/comments"),
+    ("POST", "/api/streams/{stream_id}/comments"),
+    ("DELETE", "/api/comments/{comment_id}"),
+    ("GET", "/ws/stream/{stream_id}/"),
+    ("GET", "/ws/overlay/{token}"),
+    ("POST", "/api/users/me/overlay-token"),
+    ("GET", "/api/users/me/overlay"),
 ];
 
 async fn document(app: &TestApp) -> Value {

@@ -39,6 +39,8 @@ const JWT_SECRET: &str = "bench-secret-bench-secret-bench-secret-0123456789";
 const USERS: i64 = 20_000;
 /// Sockets connecting at once.
 const CONNECT_CONCURRENCY: usize = 256;
+/// Seconds of untimed comments before each measurement.
+const WARM_UP_SECONDS: u64 = 2;
 /// How long deliveries may trail the last post.
 const DRAIN: Duration = Duration::from_secs(15);
 /// Comment text after the sequence number, to give messages a realistic size.
@@ -452,6 +454,10 @@ struct Fanout {
     delivered: u64,
     latencies: Vec<u32>,
     idle_bytes: f64,
+    request_p50_ms: f64,
+    request_p99_ms: f64,
+    /// The comments that took longest to reach their last socket.
+    slowest: String,
 }
 
 impl Fanout {
@@ -477,7 +483,7 @@ impl Fanout {
     }
     fn row(&self, name: &str) -> String {
         format!(
-            "  {name:<17} connected {}/{} | posted {} (failed {}) | delivered {}/{} = {:.4}% | latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms | {:.1} KiB/conn idle | dropped {}",
+            "  {name:<17} connected {}/{} | posted {} (failed {}) | delivered {}/{} = {:.4}% | latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms | {:.1} KiB/conn idle | dropped {}\n    requests p50 {:.1} ms, p99 {:.1} ms; slowest: {}",
             self.connected,
             self.sockets,
             self.posted,
@@ -490,6 +496,9 @@ impl Fanout {
             self.max_ms(),
             self.idle_bytes / 1024.0,
             self.dropped,
+            self.request_p50_ms,
+            self.request_p99_ms,
+            self.slowest,
         )
     }
 }
@@ -504,9 +513,15 @@ fn client_config() -> WebSocketConfig {
 async fn fanout(target: &Target, n: usize, settings: &Settings) -> anyhow::Result<Fanout> {
     let url = format!("ws://{}{}", target.addr, target.socket_path);
     let total = u64::from(settings.rate) * u64::from(settings.seconds);
+    // A few comments first, untimed: the first requests of a fresh process pay for connection
+    // pools and caches, which is start-up cost, not delivery.
+    let warm_up = u64::from(settings.rate) * WARM_UP_SECONDS;
     let epoch = Instant::now();
-    let post_times: Arc<Vec<AtomicU64>> =
-        Arc::new((0..=total + 1).map(|_| AtomicU64::new(0)).collect());
+    let post_times: Arc<Vec<AtomicU64>> = Arc::new(
+        (0..=warm_up + total + 1)
+            .map(|_| AtomicU64::new(0))
+            .collect(),
+    );
     let delivered = Arc::new(AtomicU64::new(0));
     let connected = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
@@ -545,7 +560,8 @@ async fn fanout(target: &Target, n: usize, settings: &Settings) -> anyhow::Resul
                                 let posted = post_times.get(seq).map_or(0, |t| t.load(Ordering::Relaxed));
                                 if posted > 0 {
                                     let now = epoch.elapsed().as_nanos() as u64;
-                                    latencies.push(((now.saturating_sub(posted)) / 1000) as u32);
+                                    let micros = (now.saturating_sub(posted) / 1000) as u32;
+                                    latencies.push((seq as u32, micros));
                                     delivered.fetch_add(1, Ordering::Relaxed);
                                 }
                             }
@@ -580,14 +596,31 @@ async fn fanout(target: &Target, n: usize, settings: &Settings) -> anyhow::Resul
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()?;
+    let warmed = post_at_rate(
+        target,
+        &client,
+        settings.rate,
+        WARM_UP_SECONDS as u32,
+        1,
+        None,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let posts = post_at_rate(
         target,
         &client,
         settings.rate,
         settings.seconds,
+        warm_up + 1,
         Some((&post_times, epoch)),
     )
     .await;
+    if warmed.failed > 0 {
+        say(format!(
+            "  {}: {} warm-up posts failed {:?}",
+            target.name, warmed.failed, warmed.statuses
+        ));
+    }
     let expected = posts.ok * live as u64;
     let drain_started = Instant::now();
     while delivered.load(Ordering::Relaxed) < expected && drain_started.elapsed() < DRAIN {
@@ -595,13 +628,37 @@ async fn fanout(target: &Target, n: usize, settings: &Settings) -> anyhow::Resul
     }
     stop.cancel();
     let mut latencies = Vec::new();
+    let mut slowest_by_seq: HashMap<u32, u32> = HashMap::new();
     let mut dropped = 0;
     for socket in sockets {
-        let (mut l, ended_early) = socket.await?;
-        latencies.append(&mut l);
+        let (deliveries, ended_early) = socket.await?;
+        for (seq, micros) in deliveries {
+            latencies.push(micros);
+            let slowest = slowest_by_seq.entry(seq).or_default();
+            *slowest = (*slowest).max(micros);
+        }
         dropped += usize::from(ended_early);
     }
     latencies.sort_unstable();
+    let mut slowest: Vec<(u32, u32)> = slowest_by_seq.into_iter().collect();
+    slowest.sort_unstable_by_key(|(_, micros)| std::cmp::Reverse(*micros));
+    let slowest = slowest
+        .iter()
+        .take(3)
+        .map(|(seq, micros)| {
+            let post = posts
+                .by_seq
+                .get(&u64::from(*seq))
+                .copied()
+                .unwrap_or_default();
+            format!(
+                "#{seq}: request {:.1} ms, last socket {:.1} ms",
+                f64::from(post) / 1000.0,
+                f64::from(*micros) / 1000.0
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
     Ok(Fanout {
         sockets: n,
         connected: live,
@@ -611,6 +668,9 @@ async fn fanout(target: &Target, n: usize, settings: &Settings) -> anyhow::Resul
         delivered: delivered.load(Ordering::Relaxed),
         latencies,
         idle_bytes: rss_after.saturating_sub(rss_before) as f64 / n.max(1) as f64,
+        request_p50_ms: percentile(&posts.latencies, 50.0),
+        request_p99_ms: percentile(&posts.latencies, 99.0),
+        slowest,
     })
 }
 
@@ -620,6 +680,8 @@ struct Posts {
     statuses: HashMap<u16, u64>,
     latencies: Vec<u32>,
     elapsed: Duration,
+    /// Request time by comment number, microseconds.
+    by_seq: HashMap<u64, u32>,
 }
 
 impl Posts {
@@ -644,11 +706,15 @@ async fn post_at_rate(
     client: &reqwest::Client,
     rate: u32,
     seconds: u32,
+    first_seq: u64,
     starts: Option<(&Arc<Vec<AtomicU64>>, Instant)>,
 ) -> Posts {
     let total = u64::from(rate) * u64::from(seconds);
-    // Tokio's timer ticks in milliseconds: at high rates, send a batch per 10 ms tick.
-    let (tick, per_tick) = if rate >= 100 {
+    let last_seq = first_seq + total - 1;
+    // Tokio's timer ticks in milliseconds: at high rates, send a few per tick.
+    let (tick, per_tick) = if rate >= 1000 {
+        (Duration::from_millis(1), u64::from(rate) / 1000)
+    } else if rate >= 100 {
         (Duration::from_millis(10), u64::from(rate) / 100)
     } else {
         (Duration::from_secs_f64(1.0 / f64::from(rate)), 1)
@@ -657,11 +723,11 @@ async fn post_at_rate(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
     let mut requests = Vec::with_capacity(total as usize);
-    let mut seq = 1;
-    while seq <= total {
+    let mut seq = first_seq;
+    while seq <= last_seq {
         ticker.tick().await;
         for _ in 0..per_tick {
-            if seq > total {
+            if seq > last_seq {
                 break;
             }
             if let Some((times, epoch)) = starts {
@@ -675,7 +741,7 @@ async fn post_at_rate(
                     .await
                     .map(|r| r.status().as_u16())
                     .unwrap_or(0);
-                (status, sent.elapsed().as_micros() as u32)
+                (seq, status, sent.elapsed().as_micros() as u32)
             }));
             seq += 1;
         }
@@ -686,12 +752,14 @@ async fn post_at_rate(
         statuses: HashMap::new(),
         latencies: Vec::with_capacity(requests.len()),
         elapsed: Duration::ZERO,
+        by_seq: HashMap::new(),
     };
     for request in requests {
-        let (status, micros) = request.await.unwrap_or((0, 0));
+        let (seq, status, micros) = request.await.unwrap_or((0, 0, 0));
         if (200..300).contains(&status) {
             posts.ok += 1;
             posts.latencies.push(micros);
+            posts.by_seq.insert(seq, micros);
         } else {
             posts.failed += 1;
             *posts.statuses.entry(status).or_default() += 1;
@@ -733,6 +801,7 @@ async fn post_flat_out(target: &Arc<Target>, workers: usize, seconds: u32) -> Po
         statuses: HashMap::new(),
         latencies: Vec::new(),
         elapsed: Duration::ZERO,
+        by_seq: HashMap::new(),
     };
     for handle in handles {
         for (status, micros) in handle.await.unwrap_or_default() {
@@ -751,6 +820,7 @@ async fn post_flat_out(target: &Arc<Target>, workers: usize, seconds: u32) -> Po
 }
 
 struct Posting {
+    warm_up: u64,
     open: Posts,
     closed: Posts,
     listener_got: u64,
@@ -763,7 +833,7 @@ impl Posting {
             self.open.row(&format!("{name} @rate")),
             self.closed.row(&format!("{name} max")),
             self.listener_got,
-            self.open.ok + self.closed.ok
+            self.warm_up + self.open.ok + self.closed.ok
         )
     }
 }
@@ -796,16 +866,19 @@ async fn posting(target: &Target, settings: &Settings) -> anyhow::Result<Posting
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(512)
         .build()?;
+    // Warm up (connection pools on both sides, caches) before measuring.
+    let warm_up = post_at_rate(target, &client, settings.post_rate, 2, 1, None).await;
     let open = post_at_rate(
         target,
         &client,
         settings.post_rate,
         settings.post_seconds,
+        warm_up.ok + warm_up.failed + 1,
         None,
     )
     .await;
     let closed = post_flat_out(&Arc::new(target.clone()), 32, 5).await;
-    let expected = open.ok + closed.ok;
+    let expected = warm_up.ok + open.ok + closed.ok;
     let waited = Instant::now();
     while got.load(Ordering::Relaxed) < expected && waited.elapsed() < DRAIN {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -813,6 +886,7 @@ async fn posting(target: &Target, settings: &Settings) -> anyhow::Result<Posting
     done.store(true, Ordering::Relaxed);
     let _ = counter.await;
     Ok(Posting {
+        warm_up: warm_up.ok,
         open,
         closed,
         listener_got: got.load(Ordering::Relaxed),

@@ -111,9 +111,12 @@ pub(crate) struct Connection {
 
 impl Connection {
     pub(crate) fn new(socket: WebSocket, config: &LiveConfig, position: u64) -> Self {
-        let mut heartbeat = tokio::time::interval(config.ping_interval());
+        // The first ping at a random point of the interval: sockets opened together (a
+        // reconnect storm) must not all be pinged in the same instant ever after.
+        let every = config.ping_interval();
+        let first = Duration::from_millis(rand::random_range(0..=every.as_millis() as u64));
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + first, every);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        heartbeat.reset();
         Self {
             socket,
             position,

@@ -11,7 +11,7 @@
 //! length is how far a socket may fall behind ([`super::LiveConfig::ws_max_lag`]); a socket that
 //! falls further is told and disconnected by [`super::connection`], without slowing the others.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -36,6 +36,10 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 const CATCH_UP_BATCH: u32 = 500;
 /// Messages the relay may queue for a hub; beyond, it drops them and the hub repairs the gap.
 const INBOX: usize = 1024;
+/// How long an event that arrived ahead of a missing one waits for it before the log is read.
+const GAP_GRACE: Duration = Duration::from_millis(25);
+/// Most events kept waiting for a missing one.
+const MAX_EARLY: usize = 256;
 /// How long a socket waits for a new hub to learn where the stream's log stands.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -348,6 +352,7 @@ impl Hubs {
         });
         let (inbox_tx, inbox) = mpsc::channel(INBOX);
         let channel = self.events.channel(stream_id);
+        let own_inbox = inbox_tx.downgrade();
         self.relay.subscribe(channel.clone(), inbox_tx);
         let task = HubTask {
             hub: Arc::clone(&hub),
@@ -356,6 +361,9 @@ impl Hubs {
             relay: self.relay.clone(),
             channel,
             inbox,
+            own_inbox,
+            early: BTreeMap::new(),
+            gap_deadline: None,
             shutdown: self.shutdown.clone(),
         };
         self.tasks.spawn(task.run());
@@ -374,6 +382,12 @@ struct HubTask {
     relay: relay::Handle,
     channel: String,
     inbox: mpsc::Receiver<Inbound>,
+    /// For the sweep to ask for a resync; weak, so that the inbox closes when the relay lets go.
+    own_inbox: mpsc::WeakSender<Inbound>,
+    /// Events that arrived ahead of a missing one, waiting briefly for it.
+    early: BTreeMap<u64, Frame>,
+    /// When to stop waiting and read the missing events from the log.
+    gap_deadline: Option<tokio::time::Instant>,
     shutdown: CancellationToken,
 }
 
@@ -388,19 +402,17 @@ impl HubTask {
         let mut idle_check = tokio::time::interval(IDLE_GRACE / 3);
         let mut idle_since: Option<tokio::time::Instant> = None;
         loop {
+            let gap_deadline = self.gap_deadline;
             tokio::select! {
                 () = self.shutdown.cancelled() => break,
                 inbound = self.inbox.recv() => match inbound {
-                    Some(Inbound::Frame(frame)) => {
-                        if self.hub.offer(frame) == Offer::Gap {
-                            self.catch_up().await;
-                        }
-                    }
+                    Some(Inbound::Frame(frame)) => self.receive(frame).await,
                     Some(Inbound::Resync) => self.catch_up().await,
                     // The relay is gone: the server is stopping.
                     None => break,
                 },
-                _ = sweep.tick() => self.catch_up().await,
+                () = sleep_until_some(gap_deadline) => self.catch_up().await,
+                _ = sweep.tick() => self.sweep(),
                 _ = idle_check.tick() => {
                     if self.hub.listeners.load(Ordering::Relaxed) > 0 {
                         idle_since = None;
@@ -441,8 +453,77 @@ impl HubTask {
         }
     }
 
+    /// Delivers an event from Redis. Two publishers' announcements can cross on the way, so an
+    /// event that arrives ahead of a missing one waits [`GAP_GRACE`] for it before the log is
+    /// read.
+    async fn receive(&mut self, frame: Frame) {
+        match self.hub.offer(frame.clone()) {
+            Offer::Delivered => self.deliver_early(),
+            Offer::Duplicate => {}
+            Offer::Gap if self.early.len() >= MAX_EARLY => self.catch_up().await,
+            Offer::Gap => {
+                self.early.insert(frame.id, frame);
+                self.gap_deadline
+                    .get_or_insert_with(|| tokio::time::Instant::now() + GAP_GRACE);
+            }
+        }
+    }
+
+    /// Delivers waiting events that are now next in line; forgets those already delivered.
+    fn deliver_early(&mut self) {
+        while let Some(entry) = self.early.first_entry() {
+            let last = self.hub.last_id();
+            let id = *entry.key();
+            if id <= last {
+                entry.remove();
+            } else if id == last + 1 {
+                self.hub.offer(entry.remove());
+            } else {
+                break;
+            }
+        }
+        if self.early.is_empty() {
+            self.gap_deadline = None;
+        }
+    }
+
+    /// The safety net: checks, off the delivery path, whether the log has events this hub
+    /// was never told about (an announcement lost with its publisher), and asks for a resync.
+    fn sweep(&self) {
+        let (events, stream_id, delivered) =
+            (self.events.clone(), self.hub.stream_id, self.hub.last_id());
+        let Some(inbox) = self.own_inbox.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            if events
+                .last_id(stream_id)
+                .await
+                .is_ok_and(|last| last > delivered)
+            {
+                let _ = inbox.try_send(Inbound::Resync);
+            }
+        });
+    }
+
     /// Delivers every logged event after the last delivered one.
     async fn catch_up(&mut self) {
+        let read = self.read_log().await;
+        self.deliver_early();
+        if !self.early.is_empty() {
+            // Still missing: look again shortly, or in a while if the log is unreachable.
+            let wait = if read {
+                GAP_GRACE
+            } else {
+                Duration::from_secs(1)
+            };
+            self.gap_deadline = Some(tokio::time::Instant::now() + wait);
+        }
+    }
+
+    /// Reads and delivers what the log has after the last delivered event; false if the log
+    /// could not be read.
+    async fn read_log(&mut self) -> bool {
         loop {
             let after = self.hub.last_id();
             let batch = match self
@@ -455,7 +536,7 @@ impl HubTask {
                     // The next event, resync or sweep tries again.
                     tracing::warn!(stream_id = %self.hub.stream_id, cause = %e,
                         "cannot read missed events from the log");
-                    return;
+                    return false;
                 }
             };
             let full = batch.len() == CATCH_UP_BATCH as usize;
@@ -473,7 +554,7 @@ impl HubTask {
                 tracing::debug!(stream_id = %self.hub.stream_id, caught, "caught up from the log");
             }
             if !full {
-                return;
+                return true;
             }
         }
     }
@@ -489,5 +570,13 @@ impl HubTask {
         // subscription after this unsubscription, so the relay keeps the new one's route.
         self.relay.unsubscribe(self.channel.clone());
         true
+    }
+}
+
+/// Sleeps until the deadline, or forever without one.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }

@@ -208,6 +208,55 @@ async fn a_comment_posted_on_one_server_reaches_sockets_on_the_other(db: PgPool)
 }
 
 #[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn comments_posted_on_both_servers_at_once_arrive_everywhere_once_and_in_order(db: PgPool) {
+    let prefix = prefix();
+    let a = Server::start(&db, &shared_redis(), &prefix, 3600).await;
+    let b = Server::start(&db, &shared_redis(), &prefix, 3600).await;
+    let (streamer, _) = quick_user(&db, "andi").await;
+    let stream_id = create_stream(&db, streamer, true).await;
+    let path = format!("/ws/stream/{stream_id}/");
+    let mut on_a = Ws::connect(a.addr, &path).await;
+    let mut on_b = Ws::connect(b.addr, &path).await;
+    on_a.next_json().await;
+    on_b.next_json().await;
+    let mut tokens = Vec::new();
+    for n in 0..20 {
+        tokens.push(quick_user(&db, &format!("viewer{n}")).await.1);
+    }
+
+    let http = reqwest::Client::new();
+    let mut posts = Vec::new();
+    for (n, token) in tokens.iter().enumerate() {
+        let server = if n % 2 == 0 { a.addr } else { b.addr };
+        for k in 0..5 {
+            posts.push(
+                http.post(format!("http://{server}/api/streams/{stream_id}/comments"))
+                    .bearer_auth(token)
+                    .json(&json!({"content": format!("{n}-{k}")}))
+                    .send(),
+            );
+        }
+    }
+    let statuses: Vec<StatusCode> = futures::future::join_all(posts)
+        .await
+        .into_iter()
+        .map(|r| r.expect("POST").status())
+        .collect();
+
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::CREATED),
+        "{statuses:?}"
+    );
+    for socket in [&mut on_a, &mut on_b] {
+        let mut ids = Vec::new();
+        while ids.len() < 100 {
+            ids.push(socket.next_not_count().await["id"].as_u64().unwrap());
+        }
+        assert_eq!(ids, (1..=100).collect::<Vec<_>>());
+    }
+}
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
 async fn viewer_counts_add_up_across_servers_and_forget_a_crashed_one(db: PgPool) {
     let prefix = prefix();
     let a = Server::start(&db, &shared_redis(), &prefix, 1).await;

@@ -278,6 +278,8 @@ struct Server {
     child: Child,
     addr: SocketAddr,
     pid: u32,
+    /// What the server logged after it started listening (warnings and errors only).
+    log: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -330,6 +332,8 @@ impl Server {
         let pid = child.id().context("server pid")?;
         let stdout = child.stdout.take().context("server stdout")?;
         let (found, addr) = tokio::sync::oneshot::channel();
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = Arc::clone(&log);
         tokio::spawn(async move {
             let mut found = Some(found);
             let mut lines = BufReader::new(stdout).lines();
@@ -338,17 +342,34 @@ impl Server {
                     && let Some(found) = found.take()
                 {
                     let _ = found.send(addr);
+                } else if let Ok(mut kept) = kept.lock()
+                    && kept.len() < 20
+                {
+                    kept.push(line);
                 }
             }
         });
         let addr = tokio::time::timeout(Duration::from_secs(60), addr)
             .await
             .context("the server did not start listening")??;
-        Ok(Self { child, addr, pid })
+        Ok(Self {
+            child,
+            addr,
+            pid,
+            log,
+        })
     }
 
     async fn stop(mut self) {
         let _ = self.child.kill().await;
+        if let Ok(log) = self.log.lock()
+            && !log.is_empty()
+        {
+            say(format!("  server {} logged:", self.addr));
+            for line in log.iter() {
+                say(format!("    {line}"));
+            }
+        }
     }
 }
 

@@ -243,7 +243,8 @@ impl Relay {
                     None => return Ended::Lost("the connection closed".to_owned()),
                 },
                 _ = ping.tick() => {
-                    match tokio::time::timeout(CONNECT_TIMEOUT, sink.ping::<String>()).await {
+                    // A subscribed connection answers PING with `["pong", ""]`, not `PONG`.
+                    match tokio::time::timeout(CONNECT_TIMEOUT, sink.ping::<redis::Value>()).await {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => return Ended::Lost(e.to_string()),
                         Err(_) => return Ended::Lost("ping timed out".to_owned()),

@@ -8,20 +8,19 @@
 //!   (`error` `too_slow`, best effort) and closed with 1013, so it cannot hold up anyone else.
 //! - Shutdown: every socket is closed with 1001 when `state.shutdown` is cancelled.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use futures::SinkExt;
-use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::LiveConfig;
 use super::hub::Frame;
 use super::protocol::{Control, MAX_CLIENT_FRAME, SocketError};
 
-/// Most events written before one flush.
-const MAX_BATCH: usize = 64;
 /// How long a goodbye (close frame, last error) may take before the socket is simply dropped.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Close code for clients that fell behind: reconnect (with `last_event_id`) later.
@@ -107,10 +106,19 @@ pub(crate) struct Connection {
     last_heard: Instant,
     heartbeat: Interval,
     idle_timeout: Duration,
+    /// Waits for the server's shutdown. Made once per socket: a fresh `cancelled()` per wake-up
+    /// would register and unregister with the token shared by every socket each time, which at
+    /// 10,000 sockets is lock contention on every event.
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
 impl Connection {
-    pub(crate) fn new(socket: WebSocket, config: &LiveConfig, position: u64) -> Self {
+    pub(crate) fn new(
+        socket: WebSocket,
+        config: &LiveConfig,
+        position: u64,
+        shutdown: &CancellationToken,
+    ) -> Self {
         // The first ping at a random point of the interval: sockets opened together (a
         // reconnect storm) must not all be pinged in the same instant ever after.
         let every = config.ping_interval();
@@ -123,6 +131,7 @@ impl Connection {
             last_heard: Instant::now(),
             heartbeat,
             idle_timeout: config.idle_timeout(),
+            shutdown: Box::pin(shutdown.clone().cancelled_owned()),
         }
     }
 
@@ -130,11 +139,10 @@ impl Connection {
     pub(crate) async fn next(
         &mut self,
         mut events: Option<&mut broadcast::Receiver<Frame>>,
-        shutdown: &CancellationToken,
     ) -> Next {
         loop {
             let next = tokio::select! {
-                () = shutdown.cancelled() => {
+                () = self.shutdown.as_mut() => {
                     self.close(close_code::AWAY, "server shutting down").await;
                     Next::Stop(Stop::Shutdown)
                 }
@@ -190,40 +198,20 @@ impl Connection {
         self.send_control(&Control::Error(error)).await
     }
 
-    /// Delivers `first` and whatever else is already waiting (up to a batch), in one flush.
-    /// Events at or before the position are skipped; `wanted` filters what is sent (the
-    /// position still moves past what it rejects).
+    /// Delivers an event unless the socket is already past it; `wanted` filters what is sent
+    /// (the position still moves past what it rejects). One event, one write: taking more from
+    /// the ring to batch them would lock it again for every event and socket.
     pub(crate) async fn deliver(
         &mut self,
-        first: Frame,
-        events: &mut broadcast::Receiver<Frame>,
+        frame: Frame,
         wanted: impl Fn(&Frame) -> bool,
     ) -> Result<(), Stop> {
-        let mut queued = 0;
-        let mut next = Some(first);
-        while let Some(frame) = next.take() {
-            if frame.id > self.position {
-                self.position = frame.id;
-                if wanted(&frame) {
-                    bounded(
-                        self.idle_timeout,
-                        self.socket.feed(Message::Text(frame.text)),
-                    )
-                    .await?;
-                    queued += 1;
-                }
-            }
-            if queued >= MAX_BATCH {
-                break;
-            }
-            next = match events.try_recv() {
-                Ok(frame) => Some(frame),
-                Err(TryRecvError::Lagged(_)) => return Err(self.too_slow().await),
-                Err(TryRecvError::Empty | TryRecvError::Closed) => None,
-            };
+        if frame.id <= self.position {
+            return Ok(());
         }
-        if queued > 0 {
-            bounded(self.idle_timeout, self.socket.flush()).await?;
+        self.position = frame.id;
+        if wanted(&frame) {
+            self.write(Message::Text(frame.text)).await?;
         }
         Ok(())
     }
@@ -248,11 +236,10 @@ impl Connection {
     pub(crate) async fn on_event(
         &mut self,
         event: Result<Frame, RecvError>,
-        events: &mut broadcast::Receiver<Frame>,
         wanted: impl Fn(&Frame) -> bool,
     ) -> Result<(), Stop> {
         match event {
-            Ok(frame) => self.deliver(frame, events, wanted).await,
+            Ok(frame) => self.deliver(frame, wanted).await,
             Err(RecvError::Lagged(_)) => Err(self.too_slow().await),
             Err(RecvError::Closed) => Err(Stop::Shutdown),
         }

@@ -267,7 +267,7 @@ impl OverlaySession {
     async fn run(self, socket: WebSocket, streamer: Option<PublicUser>, params: OverlayParams) {
         let metrics = SocketMetrics::open("overlay");
         let config = &self.state.live.hubs().config;
-        let mut conn = Connection::new(socket, config, 0);
+        let mut conn = Connection::new(socket, config, 0, &self.state.shutdown);
         let stop = match streamer {
             Some(streamer) => self.serve(&mut conn, streamer, params).await,
             None => {
@@ -391,19 +391,18 @@ impl OverlaySession {
         subscription: &mut Subscription,
     ) -> Detach {
         let stream_id = subscription.hub.stream_id;
-        let shutdown = self.state.shutdown.clone();
         let mut poll = tokio::time::interval(POLL_EVERY);
         poll.reset();
         loop {
             let mut ended = false;
             let result = tokio::select! {
-                next = conn.next(Some(&mut subscription.receiver), &shutdown) => match next {
+                next = conn.next(Some(&mut subscription.receiver)) => match next {
                     Next::Stop(stop) => return Detach::Stop(stop),
                     Next::Event(event) => {
                         if matches!(&event, Ok(frame) if frame.kind == FrameKind::StreamEnded) {
                             ended = true;
                         }
-                        conn.on_event(event, &mut subscription.receiver, |frame| {
+                        conn.on_event(event, |frame| {
                             frame.kind == FrameKind::DonationReceived
                         })
                         .await
@@ -441,13 +440,12 @@ impl OverlaySession {
 
     /// Keeps the socket alive (heartbeats, pings) for one poll interval.
     async fn pause(&self, conn: &mut Connection) -> Result<(), Stop> {
-        let shutdown = self.state.shutdown.clone();
         let wake = tokio::time::sleep(POLL_EVERY);
         tokio::pin!(wake);
         loop {
             tokio::select! {
                 () = &mut wake => return Ok(()),
-                next = conn.next(None, &shutdown) => match next {
+                next = conn.next(None) => match next {
                     Next::Stop(stop) => return Err(stop),
                     Next::Client(message) => answer(conn, &message).await?,
                     Next::Event(_) => {}

@@ -156,7 +156,7 @@ impl Session {
     ) {
         let metrics = SocketMetrics::open("stream");
         let config = &self.state.live.hubs().config;
-        let mut conn = Connection::new(socket, config, subscription.position);
+        let mut conn = Connection::new(socket, config, subscription.position, &self.state.shutdown);
         let stop = match self.open(&mut conn, &mut subscription, params).await {
             Ok(()) => self.serve(&mut conn, &mut subscription).await,
             Err(stop) => stop,
@@ -222,14 +222,10 @@ impl Session {
     }
 
     async fn serve(&mut self, conn: &mut Connection, subscription: &mut Subscription) -> Stop {
-        let shutdown = self.state.shutdown.clone();
         loop {
-            let result = match conn.next(Some(&mut subscription.receiver), &shutdown).await {
+            let result = match conn.next(Some(&mut subscription.receiver)).await {
                 Next::Stop(stop) => return stop,
-                Next::Event(event) => {
-                    conn.on_event(event, &mut subscription.receiver, |_| true)
-                        .await
-                }
+                Next::Event(event) => conn.on_event(event, |_| true).await,
                 Next::Client(Message::Text(text)) => self.handle(conn, text.as_str()).await,
                 Next::Client(_) => {
                     conn.send_error(SocketError::new(

@@ -2,9 +2,11 @@
 //! delivers them in id order without gaps, and fans them out in memory to every local socket.
 //!
 //! Ids are gapless per stream (see [`super::events`]), so a hub that last delivered id N and is
-//! handed N + 2 knows it missed N + 1 and reads it from the log before going on; after the
-//! relay reconnects it asks every hub to catch up the same way. Sockets therefore see each
-//! event once, in order, whatever happened to Redis in between.
+//! handed N + 2 knows it missed N + 1. Two publishers' announcements can cross on their way
+//! through Redis, so N + 2 waits a moment ([`GAP_GRACE`]) for N + 1; if it does not come, the
+//! hub reads what is missing from the log before going on. After the relay reconnects it asks
+//! every hub to catch up the same way, and a slow sweep covers announcements lost with their
+//! publisher. Sockets therefore see each event once, in order, whatever happened to Redis.
 //!
 //! Fan-out is a [`tokio::sync::broadcast`] ring per stream: an event is stored once and each
 //! socket holds only its read position, so an idle socket costs a few bytes here. The ring's

@@ -23,8 +23,8 @@ PACKAGES=(
   postgresql redis-server
   # tests: ffmpeg publishes RTMP and reads HLS back, Chromium runs the end-to-end tests
   ffmpeg chromium
-  # benches: the reference media server
-  nginx libnginx-mod-rtmp
+  # benches: the reference media server, and the tools benches/media/run.sh drives it with
+  nginx libnginx-mod-rtmp jq bc
   # frontend toolchain
   nodejs
 )

@@ -1,4 +1,5 @@
-//! The `siaran` command line: serve (default), migrate, create-superuser, generate-dummy-data.
+//! The `siaran` command line: serve (default), worker, migrate, create-superuser,
+//! generate-dummy-data, midtrans-sandbox.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -8,9 +9,10 @@ use clap::{Parser, Subcommand};
 
 use crate::auth::password;
 use crate::config::Config;
+use crate::payments::sandbox::{Sandbox, SandboxSettings};
 use crate::startup::{Application, shutdown_signal};
 use crate::users::domain::{Email, Username};
-use crate::{db, seed, telemetry};
+use crate::{db, jobs, seed, startup, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,6 +45,28 @@ enum Command {
     },
     /// Fill the database with demo users, streams, donations and comments. Safe to run twice.
     GenerateDummyData,
+    /// Run background job workers only (no HTTP); add these to scale job capacity.
+    Worker {
+        /// Concurrent workers in this process.
+        #[arg(long, env = "SIARAN_WORKER_CONCURRENCY", default_value_t = 4)]
+        concurrency: usize,
+    },
+    /// Run a local fake of Midtrans (Snap, status API, payment page, signed notifications) for
+    /// development and tests. Uses `MIDTRANS_SERVER_KEY` / `MIDTRANS_CLIENT_KEY`.
+    MidtransSandbox {
+        /// Address to listen on (port 0: any free port; see --addr-file).
+        #[arg(long, env = "MIDTRANS_SANDBOX_ADDR", default_value = "127.0.0.1:0")]
+        addr: std::net::SocketAddr,
+        /// Where notifications are sent, e.g. `http://127.0.0.1:8000/api/payments/midtrans/notification`.
+        #[arg(long, env = "MIDTRANS_SANDBOX_NOTIFICATION_URL")]
+        notification_url: Option<String>,
+        /// Length of one "minute" of Midtrans' notification retry schedule, in milliseconds.
+        #[arg(long, default_value_t = 60_000)]
+        retry_minute_ms: u64,
+        /// Write the bound address to this file once listening.
+        #[arg(long)]
+        addr_file: Option<std::path::PathBuf>,
+    },
 }
 
 /// Parses the command line (after loading `.env`) and runs the command.
@@ -110,6 +134,49 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             }
             tracing::info!(username = username.as_str(), "superuser created");
             Ok(())
+        }
+        Command::Worker { concurrency } => {
+            let pool = db::connect(
+                &config.database_url,
+                u32::try_from(concurrency)
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(2),
+                std::time::Duration::from_secs(30),
+            )
+            .await?;
+            db::migrate(&pool).await?;
+            let state = startup::build_state(config, pool).await?;
+            let stop = state.shutdown.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                tracing::info!("worker shutting down");
+                stop.cancel();
+            });
+            tracing::info!(concurrency, "worker running");
+            jobs::run_workers(state.clone(), concurrency).await;
+            state.db.close().await;
+            Ok(())
+        }
+        Command::MidtransSandbox {
+            addr,
+            notification_url,
+            retry_minute_ms,
+            addr_file,
+        } => {
+            let Some(server_key) = config.midtrans.server_key.clone() else {
+                bail!(
+                    "set MIDTRANS_SERVER_KEY (any string) for the sandbox to check and sign with"
+                );
+            };
+            let sandbox = Sandbox::start(SandboxSettings {
+                addr,
+                server_key,
+                client_key: config.midtrans.client_key.clone().unwrap_or_default(),
+                notification_url,
+                retry_minute: std::time::Duration::from_millis(retry_minute_ms.max(1)),
+            })
+            .await?;
+            sandbox.run(addr_file, shutdown_signal()).await
         }
         Command::GenerateDummyData => {
             let pool = connect(&config).await?;

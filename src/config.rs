@@ -115,6 +115,63 @@ pub struct Config {
     /// Sockets and viewer counts.
     #[command(flatten)]
     pub live: crate::live::LiveConfig,
+
+    /// Donation rules.
+    #[command(flatten)]
+    pub donations: DonationsConfig,
+
+    /// Background job queue.
+    #[command(flatten)]
+    pub jobs: JobsConfig,
+}
+
+/// Donation limits and deadlines.
+#[derive(Debug, Clone, Args)]
+pub struct DonationsConfig {
+    /// Smallest donation, in whole rupiah (Midtrans' card and VA minimum is 10,000).
+    #[arg(long, env = "SIARAN_DONATION_MIN", default_value_t = 10_000)]
+    pub donation_min: i64,
+
+    /// Largest donation, in whole rupiah.
+    #[arg(long, env = "SIARAN_DONATION_MAX", default_value_t = 100_000_000)]
+    pub donation_max: i64,
+
+    /// Hours a donor has to make a bank transfer before the donation expires.
+    #[arg(long, env = "SIARAN_BANK_TRANSFER_EXPIRY_HOURS", default_value_t = 48)]
+    pub bank_transfer_expiry_hours: u32,
+
+    /// Minutes a Midtrans payment stays open (sent to Snap as the transaction expiry).
+    #[arg(long, env = "SIARAN_MIDTRANS_EXPIRY_MINUTES", default_value_t = 24 * 60)]
+    pub midtrans_expiry_minutes: u32,
+
+    /// Seconds after which a pending Midtrans donation is checked with Midtrans' status endpoint.
+    #[arg(long, env = "SIARAN_RECONCILE_AFTER_SECS", default_value_t = 15 * 60)]
+    pub reconcile_after_secs: u64,
+}
+
+/// The Redis job queue and its workers.
+#[derive(Debug, Clone, Args)]
+pub struct JobsConfig {
+    /// Job workers `siaran serve` runs in-process (0: none; run `siaran worker` instead).
+    #[arg(long, env = "SIARAN_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+
+    /// Seconds a job may stay unacknowledged before another worker takes it over (its worker
+    /// is presumed dead). Each job is given half of this to finish.
+    #[arg(long, env = "SIARAN_JOB_CLAIM_IDLE_SECS", default_value_t = 60)]
+    pub claim_idle_secs: u64,
+
+    /// Attempts before a failing job goes to the dead-letter list.
+    #[arg(long, env = "SIARAN_JOB_MAX_ATTEMPTS", default_value_t = 8)]
+    pub max_attempts: u32,
+
+    /// First retry delay in milliseconds; doubles with every attempt (capped at 10 minutes).
+    #[arg(long, env = "SIARAN_JOB_BACKOFF_MS", default_value_t = 2_000)]
+    pub backoff_ms: u64,
+
+    /// Seconds between runs of the periodic jobs (reconciliation, expiry, outbox sweep).
+    #[arg(long, env = "SIARAN_SCHEDULE_INTERVAL_SECS", default_value_t = 60)]
+    pub schedule_interval_secs: u64,
 }
 
 /// Midtrans (payment gateway). Without keys in development, `make run` starts the bundled fake.

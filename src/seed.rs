@@ -1,6 +1,7 @@
 //! Demo data (`siaran generate-dummy-data`): the seed project's superuser `admin`/`admin`,
-//! streamers and viewers with one known password, past and upcoming streams, donations in every
-//! status and comments. Running it again adds nothing twice.
+//! streamers (with payout accounts and blocked words) and viewers with one known password, past
+//! and upcoming streams, donations in every status and comments. Running it again adds nothing
+//! twice.
 
 use std::fmt;
 
@@ -40,6 +41,8 @@ const MESSAGES: [&str; 5] = [
     "Buat beli kopi ☕",
     "Keren banget mainnya",
 ];
+/// Every demo streamer blocks these in donation messages.
+const BLOCKED_WORDS: [&str; 2] = ["judi", "slot gacor"];
 const COMMENTS: [&str; 6] = [
     "Halo semua!",
     "GG!",
@@ -56,6 +59,8 @@ pub struct Report {
     pub streams_created: usize,
     pub donations_created: usize,
     pub comments_created: usize,
+    /// Stream keys made for demo streamers that had none, `(username, key)`: shown once, here.
+    pub stream_keys: Vec<(String, String)>,
 }
 
 impl fmt::Display for Report {
@@ -73,7 +78,11 @@ impl fmt::Display for Report {
             "  streamers:  {} / {DEMO_PASSWORD}",
             streamers.join(", ")
         )?;
-        write!(f, "  viewers:    {} / {DEMO_PASSWORD}", viewers.join(", "))
+        write!(f, "  viewers:    {} / {DEMO_PASSWORD}", viewers.join(", "))?;
+        for (username, key) in &self.stream_keys {
+            write!(f, "\n  stream key for {username}: {key}")?;
+        }
+        Ok(())
     }
 }
 
@@ -134,17 +143,40 @@ pub async fn generate(db: &PgPool) -> anyhow::Result<Report> {
             for (k, status) in STATUSES.iter().enumerate() {
                 n += 1;
                 let donor = viewer_ids[n % viewer_ids.len()];
+                let bank_transfer = !n.is_multiple_of(2);
+                let created = started + Duration::minutes(5 + 10 * k as i64);
+                // Bank transfers carry the reference the donor wrote in the note ("DEMO" has an
+                // O, which real codes never do) and expire after 48 h; Midtrans orders after a day.
+                let expires = created
+                    + if bank_transfer {
+                        Duration::hours(48)
+                    } else {
+                        Duration::days(1)
+                    };
                 sqlx::query(
-                    "INSERT INTO donations (stream_id, donor_id, amount, message, payment_method, status, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO donations (stream_id, donor_id, amount, message, payment_method, status, created_at,
+                                            is_anonymous, reference_code, expires_at, completed_at, status_reason,
+                                            provider_status, payment_type)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                 )
                 .bind(stream_id)
                 .bind(donor)
                 .bind(Decimal::from(10_000 * (1 + (n % 10) as i64)))
                 .bind(MESSAGES[n % MESSAGES.len()])
-                .bind(if n.is_multiple_of(2) { "midtrans" } else { "bank_transfer" })
+                .bind(if bank_transfer { "bank_transfer" } else { "midtrans" })
                 .bind(status)
-                .bind(started + Duration::minutes(5 + 10 * k as i64))
+                .bind(created)
+                .bind(n.is_multiple_of(5))
+                .bind(bank_transfer.then(|| format!("SRN-DEMO{n:02}")))
+                .bind(expires)
+                .bind((*status == "completed" || *status == "refunded").then(|| created + Duration::minutes(2)))
+                .bind(match *status {
+                    "rejected" => "Tidak ada transfer masuk dengan referensi ini.",
+                    "expired" => "Not confirmed in time.",
+                    _ => "",
+                })
+                .bind((!bank_transfer).then(|| midtrans_status(status)))
+                .bind((!bank_transfer).then_some("qris"))
                 .execute(&mut *tx)
                 .await?;
                 report.donations_created += 1;
@@ -160,6 +192,23 @@ pub async fn generate(db: &PgPool) -> anyhow::Result<Report> {
                 report.comments_created += 1;
             }
         }
+        sqlx::query(
+            "INSERT INTO payout_accounts (user_id, bank_name, account_number, account_holder)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO NOTHING",
+        )
+        .bind(streamer_id)
+        .bind(["BCA", "Mandiri", "BRI"][i % 3])
+        .bind(format!("{:010}", 1_234_567_890u64 + i as u64 * 1_111))
+        .bind(format!("{} {}", STREAMERS[i].1, STREAMERS[i].2))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO blocked_words (streamer_id, word) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
+        )
+        .bind(streamer_id)
+        .bind(BLOCKED_WORDS.map(str::to_owned).to_vec())
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("INSERT INTO streams (streamer_id, title, description) VALUES ($1, $2, $3)")
             .bind(streamer_id)
             .bind(format!("{name} live malam ini"))
@@ -168,8 +217,33 @@ pub async fn generate(db: &PgPool) -> anyhow::Result<Report> {
             .await?;
         report.streams_created += 1;
     }
+    for (i, streamer_id) in streamer_ids.iter().enumerate() {
+        let has_key: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM stream_keys WHERE user_id = $1)")
+                .bind(streamer_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if !has_key {
+            let key = crate::streams::keys::NewStreamKey::generate();
+            key.save(&mut *tx, *streamer_id).await?;
+            report
+                .stream_keys
+                .push((STREAMERS[i].0.to_owned(), key.key.clone()));
+        }
+    }
     tx.commit().await.context("committing demo data")?;
     Ok(report)
+}
+
+/// What Midtrans' status endpoint would say about a demo donation in `status`.
+fn midtrans_status(status: &str) -> &'static str {
+    match status {
+        "completed" => "settlement",
+        "failed" => "deny",
+        "expired" => "expire",
+        "refunded" => "refund",
+        _ => "pending",
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -16,9 +16,13 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::jwt::JwtKeys;
 use crate::config::Config;
+use crate::ingest::KeyAuthorizer;
+use crate::jobs::{self, JobQueue};
 use crate::kv::Redis;
 use crate::live::Live;
 use crate::live::events::Events;
+use crate::mail::Mailer;
+use crate::payments::Midtrans;
 use crate::state::AppState;
 use crate::{db, http};
 
@@ -33,6 +37,8 @@ pub struct Application {
     state: AppState,
     listener: TcpListener,
     router: Router,
+    ingest: media::Ingest<KeyAuthorizer>,
+    media_events: tokio::sync::mpsc::Receiver<media::MediaEvent>,
 }
 
 impl Application {
@@ -45,44 +51,27 @@ impl Application {
 
     /// Builds on an existing, migrated pool (tests use one database per test).
     pub async fn build_with_pool(config: Config, db: PgPool) -> anyhow::Result<Self> {
-        let jwt = JwtKeys::new(&config.resolve_jwt_secret()?);
-        let redis =
-            Redis::new(&config.redis_url, &config.redis_prefix).context("parsing REDIS_URL")?;
-        if let Err(e) = redis.ping().await {
-            tracing::warn!(cause = %e, "Redis is not reachable; live features wait for it to come back");
-        }
         let listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding HTTP on {} (SIARAN_HTTP_ADDR)", config.http_addr))?;
-        let shutdown = CancellationToken::new();
-        let tasks = TaskTracker::new();
-        let events = Events::new(db.clone(), redis.clone());
-        let live = Live::new(
-            &config.live,
-            events.clone(),
-            shutdown.clone(),
-            tasks.clone(),
-        );
-        let comments =
-            crate::comments::writer::Writer::new(db.clone(), events.clone(), tasks.clone());
-        let state = AppState {
-            config: Arc::new(config),
-            db,
-            events,
-            live,
-            comments,
-            redis,
-            jwt: Arc::new(jwt),
-            metrics: metrics_handle(),
-            shutdown,
-            tasks,
-        };
+        let ingest_config = media::IngestConfig::new(config.rtmp_addr, config.hls_dir.clone());
+        let (ingest, media_events) =
+            media::Ingest::bind(ingest_config, KeyAuthorizer::new(db.clone()))
+                .await
+                .with_context(|| {
+                    format!("binding RTMP on {} (SIARAN_RTMP_ADDR)", config.rtmp_addr)
+                })?;
+        let mut state = build_state(config, db).await?;
+        state.ingest = ingest.handle();
+        // Sockets, the Redis subscription and viewer counts belong to serving processes only.
         Live::start(&state);
         let router = http::router(state.clone());
         Ok(Self {
             state,
             listener,
             router,
+            ingest,
+            media_events,
         })
     }
 
@@ -91,6 +80,13 @@ impl Application {
         self.listener
             .local_addr()
             .unwrap_or(self.state.config.http_addr)
+    }
+
+    /// The bound RTMP address (with the real port when configured with port 0).
+    pub fn rtmp_addr(&self) -> SocketAddr {
+        self.ingest
+            .local_addr()
+            .unwrap_or(self.state.config.rtmp_addr)
     }
 
     #[must_use]
@@ -107,9 +103,18 @@ impl Application {
             state,
             listener,
             router,
+            ingest,
+            media_events,
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "HTTP listening");
+        jobs::spawn_workers(&state, state.config.jobs.workers);
         let token = state.shutdown.clone();
+        // The ingest stops with the server; the bridge drains its last events (streams ending)
+        // into the database before the pool closes.
+        state.tasks.spawn(ingest.run(token.clone()));
+        state
+            .tasks
+            .spawn(crate::ingest::bridge(state.clone(), media_events));
         axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -131,6 +136,58 @@ impl Application {
         state.db.close().await;
         Ok(())
     }
+}
+
+/// The shared state of a server or worker process, on an existing, migrated pool.
+pub async fn build_state(config: Config, db: PgPool) -> anyhow::Result<AppState> {
+    let jwt = JwtKeys::new(&config.resolve_jwt_secret()?);
+    let redis = Redis::new(&config.redis_url, &config.redis_prefix).context("parsing REDIS_URL")?;
+    if let Err(e) = redis.ping().await {
+        tracing::warn!(cause = %e, "Redis is not reachable; live features wait for it to come back");
+    }
+    let limits = &config.donations;
+    if limits.donation_min < 1 || limits.donation_min > limits.donation_max {
+        anyhow::bail!(
+            "SIARAN_DONATION_MIN ({}) must be at least 1 and at most SIARAN_DONATION_MAX ({})",
+            limits.donation_min,
+            limits.donation_max
+        );
+    }
+    let mailer = Mailer::from_config(&config.smtp)?;
+    let midtrans = Midtrans::from_config(&config.midtrans)?;
+    if midtrans.is_none() {
+        tracing::warn!(
+            "MIDTRANS_SERVER_KEY is not set: online payment is off (bank transfers still work)"
+        );
+    }
+    // A process without an RTMP listener (the worker) cannot stop a publisher itself.
+    let ingest = media::IngestHandle::detached(config.hls_dir.clone());
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let events = Events::new(db.clone(), redis.clone());
+    let live = Live::new(
+        &config.live,
+        events.clone(),
+        shutdown.clone(),
+        tasks.clone(),
+    );
+    let comments = crate::comments::writer::Writer::new(db.clone(), events.clone(), tasks.clone());
+    Ok(AppState {
+        jobs: JobQueue::new(redis.clone(), config.jobs.clone()),
+        config: Arc::new(config),
+        db,
+        events,
+        live,
+        comments,
+        ingest,
+        redis,
+        jwt: Arc::new(jwt),
+        mailer,
+        midtrans,
+        metrics: metrics_handle(),
+        shutdown,
+        tasks,
+    })
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -10,9 +10,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::jwt::JwtKeys;
 use crate::config::Config;
+use crate::jobs::JobQueue;
 use crate::kv::Redis;
 use crate::live::Live;
 use crate::live::events::Events;
+use crate::mail::Mailer;
+use crate::payments::Midtrans;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -26,6 +29,14 @@ pub struct AppState {
     pub live: Live,
     /// Stores comments in per-stream batches.
     pub comments: crate::comments::writer::Writer,
+    /// The RTMP ingest of this process: stop a stream's publisher, find its HLS.
+    pub ingest: media::IngestHandle,
+    /// The background job queue (Redis).
+    pub jobs: JobQueue,
+    /// Outgoing email (SMTP, or a folder in development).
+    pub mailer: Mailer,
+    /// The Midtrans merchant; `None` without `MIDTRANS_SERVER_KEY` (online payment disabled).
+    pub midtrans: Option<Midtrans>,
     pub metrics: PrometheusHandle,
     /// Cancelled when the server shuts down; long-lived tasks and sockets watch it.
     pub shutdown: CancellationToken,

@@ -70,8 +70,8 @@ pub struct ListParams {
 }
 
 /// A stream's comments, newest first.
-#[utoipa::path(get, path = "/api/streams/{stream_id}/comments", tag = "comments",
-    params(("stream_id" = Uuid, Path, description = "The stream"), ListParams),
+#[utoipa::path(get, path = "/api/streams/{id}/comments", tag = "comments",
+    params(("id" = Uuid, Path, description = "The stream"), ListParams),
     responses(
         (status = 200, description = "One page of comments", body = CursorPage<Comment>),
         (status = 404, description = "No such stream", body = Problem, content_type = "application/problem+json"),
@@ -113,9 +113,9 @@ pub struct NewComment {
 ///
 /// It is announced on the stream's socket as `comment.created`. Each user may post 5 comments
 /// per 10 seconds.
-#[utoipa::path(post, path = "/api/streams/{stream_id}/comments", tag = "comments",
+#[utoipa::path(post, path = "/api/streams/{id}/comments", tag = "comments",
     security(("bearer" = [])), request_body = NewComment,
-    params(("stream_id" = Uuid, Path, description = "The stream")),
+    params(("id" = Uuid, Path, description = "The stream")),
     responses(
         (status = 201, description = "Posted", body = Comment),
         (status = 401, description = "Not logged in", body = Problem, content_type = "application/problem+json"),

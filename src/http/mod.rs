@@ -26,7 +26,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::Problem;
 use crate::state::AppState;
-use crate::{auth, comments, live, openapi, users};
+use crate::{auth, comments, donations, live, openapi, streams, users};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Requests (not WebSocket sessions, which are upgraded before this applies) must finish within this.
@@ -38,6 +38,8 @@ pub fn api() -> (Router<AppState>, OpenApi) {
         .merge(ops::router())
         .merge(auth::router())
         .merge(users::router())
+        .merge(streams::router())
+        .merge(donations::router())
         .merge(comments::router())
         .merge(live::router())
         .split_for_parts()

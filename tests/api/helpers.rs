@@ -19,11 +19,14 @@ pub const PASSWORD: &str = "correct-horse-battery";
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Where the app's RTMP ingest listens.
+    pub rtmp_addr: SocketAddr,
     pub client: reqwest::Client,
     pub db: PgPool,
     pub state: AppState,
     pub hls_dir: PathBuf,
     shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Drop for TestApp {
@@ -75,26 +78,35 @@ impl TestApp {
             .await
             .expect("building the application");
         let addr = app.http_addr();
+        let rtmp_addr = app.rtmp_addr();
         let state = app.state().clone();
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
-        tokio::spawn(async move {
+        let server = tokio::spawn(async move {
             app.run_until_stopped(async move { stop.cancelled().await })
                 .await
         });
         Self {
             addr,
+            rtmp_addr,
             client: reqwest::Client::new(),
             db,
             state,
             hls_dir,
             shutdown,
+            server: Some(server),
         }
     }
 
-    /// Stops the server as SIGTERM would: sockets are closed, background work drained.
-    pub fn stop(&self) {
+    /// Shuts the server down as SIGTERM would and waits until it has stopped.
+    pub async fn shut_down(&mut self) {
         self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -201,6 +213,47 @@ impl TestApp {
     pub async fn signed_up(&self, username: &str) -> Session {
         self.register(username).await;
         self.login(username).await
+    }
+
+    /// Every event published on a stream, oldest first, as `{type, data, ...}`: from the
+    /// real-time layer's event log when it keeps one in PostgreSQL (`live_events`), otherwise
+    /// from the Redis stream the foundation's events module appends to.
+    pub async fn stream_events(&self, stream_id: Uuid) -> Vec<Value> {
+        let has_log: bool = sqlx::query_scalar("SELECT to_regclass('live_events') IS NOT NULL")
+            .fetch_one(&self.db)
+            .await
+            .expect("catalog");
+        if has_log {
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT kind, data FROM live_events WHERE stream_id = $1 ORDER BY id",
+            )
+            .bind(stream_id)
+            .fetch_all(&self.db)
+            .await
+            .expect("reading the event log");
+            return rows
+                .into_iter()
+                .map(|(kind, data)| {
+                    let data: Value = serde_json::from_str(&data).expect("event data");
+                    json!({"type": kind, "data": data})
+                })
+                .collect();
+        }
+        let redis = &self.state.redis;
+        let mut conn = redis.conn().await.expect("Redis");
+        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(redis.key(&format!("events:{stream_id}")))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .expect("XRANGE events");
+        entries
+            .ids
+            .iter()
+            .filter_map(|e| e.get::<String>("e"))
+            .map(|json| serde_json::from_str(&json).expect("event JSON"))
+            .collect()
     }
 
     /// Makes an existing user staff.

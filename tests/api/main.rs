@@ -3,15 +3,23 @@
 // Test helpers are shared by modules that each use a part of them.
 #![allow(unreachable_pub, dead_code)]
 
+mod donation_support;
 mod helpers;
+mod smtp_sink;
 
 mod auth;
+mod bank_transfers;
 mod cluster;
 mod comments;
+mod donations;
 mod errors;
+mod jobs;
 mod live;
+mod midtrans;
+mod midtrans_sandbox;
 mod openapi;
 mod ops;
 mod overlay;
+mod streams;
 mod users;
 mod ws;

@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# Media bench: N passthrough RTMP publishers against Siaran and against nginx with the RTMP
+# module (`hls on`), in the same run, interleaved (Siaran N=1, nginx N=1, Siaran N=4, ...).
+#
+# For each server and N it prints the server's CPU per stream (% of one core), its PSS per
+# stream, and the median keyframe → playlist latency: how long after the keyframe that closes a
+# segment left the publisher the segment was listed in the playlist. The Siaran/nginx ratio is
+# from the same run. Publishers: N−1 × `ffmpeg -re -stream_loop -1 -i FILE -c copy -f flv`, plus
+# one latency probe (benches/media/probe.rs) sending the same file at the same pace.
+#
+#   benches/media/run.sh                   # N = 1 4 8, 6 s warm-up, 30 s measured
+#   BENCH_COUNTS="1 8" BENCH_SECONDS=20 benches/media/run.sh
+#
+# Needs what scripts/setup.sh installs (PostgreSQL, Redis, ffmpeg, nginx, libnginx-mod-rtmp).
+# It runs its own nginx (private prefix, free ports) and its own Siaran (a throwaway database);
+# it never touches a system nginx.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+say() { printf '\033[1;34m[bench media]\033[0m %s\n' "$*" >&2; }
+
+COUNTS=${BENCH_COUNTS:-"1 4 8"}
+WARMUP=${BENCH_WARMUP:-6}
+MEASURE=${BENCH_SECONDS:-30}
+NGINX_RTMP_MODULE=${NGINX_RTMP_MODULE:-/usr/lib/nginx/modules/ngx_rtmp_module.so}
+DB_ADMIN_URL=${DATABASE_URL:-postgres://siaran:siaran@127.0.0.1:5432/siaran}
+MAX_N=0; for n in $COUNTS; do [ "$n" -gt "$MAX_N" ] && MAX_N=$n; done
+
+work=$(mktemp -d /tmp/siaran-bench-media.XXXXXX)
+bench_db="siaran_bench_$$"
+cleanup() {
+  # Only this script's own background jobs (servers, publishers, probe), by their ids.
+  local running
+  running=$(jobs -p)
+  [ -n "$running" ] && kill $running 2>/dev/null || true
+  wait 2>/dev/null || true
+  psql -X -q "$DB_ADMIN_URL" -c "DROP DATABASE IF EXISTS $bench_db" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+  local port
+  while :; do
+    # Below the ephemeral range (32768+), where outgoing connections would collide.
+    port=$((20000 + RANDOM % 12000))
+    (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
+  done
+}
+
+say "building (release)"
+cargo build --release --locked --quiet --bin siaran
+cargo build --release --locked --quiet -p media --example bench-probe
+probe=target/release/examples/bench-probe
+
+input=target/bench-media/input-720p30-3M-gop2.flv
+if [ ! -f "$input" ]; then
+  say "encoding the input: 720p30, 3 Mbit/s, 2 s GOP, AAC, 20 s"
+  mkdir -p "$(dirname "$input")"
+  ffmpeg -hide_banner -loglevel error -y \
+    -f lavfi -i "testsrc2=size=1280x720:rate=30" -f lavfi -i "sine=frequency=440:sample_rate=48000" \
+    -t 20 -c:v libx264 -preset veryfast -b:v 3M -maxrate 3M -bufsize 6M -g 60 -keyint_min 60 \
+    -sc_threshold 0 -pix_fmt yuv420p -c:a aac -b:a 128k -f flv "$input.tmp"
+  mv "$input.tmp" "$input"
+fi
+
+# --- Siaran -----------------------------------------------------------------------------------
+http_port=$(free_port); siaran_rtmp=$(free_port)
+psql -X -q "$DB_ADMIN_URL" -c "CREATE DATABASE $bench_db" >/dev/null
+siaran_hls="$work/siaran-hls"
+say "starting Siaran (HTTP :$http_port, RTMP :$siaran_rtmp)"
+start_siaran() {
+  DATABASE_URL="${DB_ADMIN_URL%/*}/$bench_db" \
+  SIARAN_REDIS_PREFIX="siaran-bench-$$" \
+  SIARAN_HTTP_ADDR="127.0.0.1:$http_port" SIARAN_RTMP_ADDR="127.0.0.1:$siaran_rtmp" \
+  SIARAN_HLS_DIR="$siaran_hls" SIARAN_JWT_SECRET="bench-secret-bench-secret-bench-secret-0123" \
+  SIARAN_LOG_FORMAT=json RUST_LOG=warn \
+    target/release/siaran serve >>"$work/siaran.log" 2>&1 &
+  siaran_pid=$!
+  for _ in $(seq 1 100); do curl -fs "$api/healthz" >/dev/null && break; sleep 0.2; done
+  curl -fs "$api/healthz" >/dev/null || { cat "$work/siaran.log" >&2; exit 1; }
+}
+api="http://127.0.0.1:$http_port"
+start_siaran
+declare -a keys tokens
+for i in $(seq 1 "$MAX_N"); do
+  curl -fs -H 'content-type: application/json' "$api/api/auth/register" \
+    -d "{\"username\":\"bench$i\",\"email\":\"bench$i@example.com\",\"password\":\"bench-password-$i\"}" >/dev/null
+  tokens[$i]=$(curl -fs -H 'content-type: application/json' "$api/api/auth/login" \
+    -d "{\"login\":\"bench$i\",\"password\":\"bench-password-$i\"}" | jq -r .access_token)
+  keys[$i]=$(curl -fs -X POST -H "authorization: Bearer ${tokens[$i]}" "$api/api/users/me/stream-key" | jq -r .stream_key)
+done
+# Registering hashed passwords (Argon2, ~19 MB each) leaves freed heap that the allocator hands
+# back at some later point, which would show as memory "saved" by the first case: start afresh.
+kill -TERM "$siaran_pid"; wait "$siaran_pid" 2>/dev/null || true
+start_siaran
+
+# --- nginx-rtmp -------------------------------------------------------------------------------
+nginx_rtmp=$(free_port)
+mkdir -p "$work/nginx/logs" "$work/nginx-hls"
+cat >"$work/nginx/nginx.conf" <<CONF
+load_module $NGINX_RTMP_MODULE;
+daemon off;
+master_process off;
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/logs/error.log warn;
+events { worker_connections 1024; }
+rtmp {
+  server {
+    listen 127.0.0.1:$nginx_rtmp;
+    chunk_size 4096;
+    application live {
+      live on;
+      hls on;
+      hls_path $work/nginx-hls;
+      hls_nested on;
+      hls_fragment 1s;
+      hls_playlist_length 12s;
+    }
+  }
+}
+CONF
+say "starting nginx-rtmp (RTMP :$nginx_rtmp, prefix $work/nginx)"
+nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+nginx_pid=$!
+sleep 0.5
+kill -0 "$nginx_pid" || { cat "$work/nginx/logs/error.log" >&2; exit 1; }
+
+# --- measuring --------------------------------------------------------------------------------
+ticks=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+pss_kb() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup"; }
+# Private (unshared) memory: PSS also moves as the publishers map the same libraries (libav*).
+uss_kb() { awk '/^Private_(Clean|Dirty):/ {s += $2} END {print s}' "/proc/$1/smaps_rollup"; }
+now() { date +%s.%N; }
+
+# One short publish per server first, so one-off costs (loading GStreamer plugins) are not
+# charged to the first case.
+say "warming up both servers"
+for target in "127.0.0.1:$siaran_rtmp/live/${keys[1]}" "127.0.0.1:$nginx_rtmp/live/warmup"; do
+  timeout 6 ffmpeg -hide_banner -loglevel error -nostdin -re -i "$input" -t 4 -c copy \
+    -f flv "rtmp://$target" || true
+done
+sleep 3
+declare -A cpu pss uss latency
+
+# run_case SERVER N: N publishers for WARMUP + MEASURE seconds, measured over the last MEASURE.
+run_case() {
+  local server=$1 n=$2 pid port playlist probe_key i
+  local publishers=()
+  if [ "$server" = siaran ]; then
+    pid=$siaran_pid; port=$siaran_rtmp
+    # The probe's streamer gets a fresh stream, whose id names the playlist's directory.
+    local stream_id
+    stream_id=$(curl -fs -H "authorization: Bearer ${tokens[$n]}" -H 'content-type: application/json' \
+      "$api/api/streams" -d '{"title":"probe"}' | jq -r .id)
+    probe_key=${keys[$n]}
+    playlist="$siaran_hls/$stream_id/index.m3u8"
+  else
+    pid=$nginx_pid; port=$nginx_rtmp
+    probe_key="probe-n$n-$RANDOM"
+    playlist="$work/nginx-hls/$probe_key/index.m3u8"
+  fi
+  local base_p base_u
+  base_p=$(pss_kb "$pid"); base_u=$(uss_kb "$pid")
+  for i in $(seq 1 $((n - 1))); do
+    local key=${keys[$i]}
+    [ "$server" = nginx ] && key="load-$i-$RANDOM"
+    ffmpeg -hide_banner -loglevel error -nostdin -re -stream_loop -1 -i "$input" -c copy \
+      -f flv "rtmp://127.0.0.1:$port/live/$key" &
+    publishers+=($!)
+  done
+  "$probe" "rtmp://127.0.0.1:$port/live/$probe_key" "$input" "$playlist" $((WARMUP + MEASURE + 2)) \
+    >"$work/probe-$server-$n.txt" 2>&1 &
+  local probe_pid=$!
+  sleep "$WARMUP"
+  local c0 t0 c1 t1
+  c0=$(cpu_ticks "$pid"); t0=$(now)
+  sleep "$MEASURE"
+  c1=$(cpu_ticks "$pid"); t1=$(now)
+  local p u
+  p=$(pss_kb "$pid"); u=$(uss_kb "$pid")
+  wait "$probe_pid" || true
+  for i in "${publishers[@]}"; do kill "$i" 2>/dev/null || true; done
+  for i in "${publishers[@]}"; do wait "$i" 2>/dev/null || true; done
+  local idle=$base_p idle_u=$base_u
+  cpu[$server,$n]=$(echo "scale=3; ($c1 - $c0) / $ticks / ($t1 - $t0) * 100 / $n" | bc -l)
+  pss[$server,$n]=$(echo "scale=2; ($p - $idle) / 1024 / $n" | bc -l)
+  pss[$server,$n,total]=$p
+  uss[$server,$n]=$(echo "scale=2; ($u - $idle_u) / 1024 / $n" | bc -l)
+  uss[$server,$n,total]=$u
+  latency[$server,$n]=$(sed -n 's/.*median=\([^ ]*\) p90=\([^ ]*\) n=\([0-9]*\).*/\1 ms (p90 \2, n=\3)/p' "$work/probe-$server-$n.txt")
+  [ -n "${latency[$server,$n]}" ] || latency[$server,$n]="failed: $(head -c 200 "$work/probe-$server-$n.txt")"
+  say "$server N=$n: CPU ${cpu[$server,$n]} %/stream, PSS ${pss[$server,$n]} MB/stream (private ${uss[$server,$n]} MB), latency ${latency[$server,$n]}"
+  # Let the streams end before the next case.
+  sleep 3
+}
+
+say "load before: $(uptime)"
+for n in $COUNTS; do
+  run_case siaran "$n"
+  run_case nginx "$n"
+done
+say "load after: $(uptime)"
+
+printf '\nMedia bench: %s s measured after %s s warm-up per case; CPU in %% of one core.\n' "$MEASURE" "$WARMUP"
+printf '(PSS and private memory per stream: growth over the server just before the case, divided by N.)\n'
+printf '%-4s %-18s %-18s %-8s %-18s %-18s %-18s %-18s\n' N "Siaran CPU/str" "nginx CPU/str" ratio \
+  "Siaran PSS/str" "nginx PSS/str" "Siaran priv/str" "nginx priv/str"
+for n in $COUNTS; do
+  ratio=$(echo "scale=2; ${cpu[siaran,$n]} / ${cpu[nginx,$n]}" | bc -l 2>/dev/null || echo n/a)
+  printf '%-4s %-18s %-18s %-8s %-18s %-18s %-18s %-18s\n' "$n" "${cpu[siaran,$n]} %" "${cpu[nginx,$n]} %" \
+    "${ratio}x" "${pss[siaran,$n]} MB" "${pss[nginx,$n]} MB" "${uss[siaran,$n]} MB" "${uss[nginx,$n]} MB"
+done
+printf '\nKeyframe -> segment listed (median over the measured segments of the probe stream):\n'
+for n in $COUNTS; do
+  printf '  N=%-3s Siaran %-32s nginx-rtmp %s\n' "$n" "${latency[siaran,$n]}" "${latency[nginx,$n]}"
+done
+first=${COUNTS%% *}; last=${COUNTS##* }
+if [ "$first" != "$last" ]; then
+  for server in siaran nginx; do
+    growth=$(echo "scale=2; (${pss[$server,$last,total]} - ${pss[$server,$first,total]}) / 1024 / ($last - $first)" | bc -l)
+    private=$(echo "scale=2; (${uss[$server,$last,total]} - ${uss[$server,$first,total]}) / 1024 / ($last - $first)" | bc -l)
+    printf 'Memory growth per added stream (N=%s -> %s), %s: PSS %s MB, private %s MB\n' "$first" "$last" "$server" "$growth" "$private"
+  done
+fi

@@ -1,0 +1,154 @@
+//! H.264 as RTMP carries it (AVC: length-prefixed NAL units, parameter sets out of band) turned
+//! into the byte stream MPEG-TS carries (start codes, parameter sets before each keyframe), and
+//! the facts health reports read from the parameter sets.
+
+use h264_reader::avcc::AvcDecoderConfigurationRecord;
+use h264_reader::nal::sps::SeqParameterSet;
+use h264_reader::nal::{Nal, RefNal};
+
+const START_CODE: [u8; 4] = [0, 0, 0, 1];
+/// An access unit delimiter (primary_pic_type 7: any slice type), which HLS asks for.
+const AUD: [u8; 6] = [0, 0, 0, 1, 0x09, 0xf0];
+const NAL_SPS: u8 = 7;
+const NAL_AUD: u8 = 9;
+
+/// Why a decoder configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AvcError {
+    #[error("malformed AVC decoder configuration: {0}")]
+    Config(String),
+    #[error("the AVC decoder configuration has no SPS or PPS")]
+    NoParameterSets,
+}
+
+/// A publisher's H.264 decoder configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AvcConfig {
+    length_size: usize,
+    /// SPS and PPS, each behind a start code: what precedes every keyframe.
+    parameter_sets: Vec<u8>,
+    pub(crate) width: Option<u32>,
+    pub(crate) height: Option<u32>,
+    /// `avc1.PPCCLL`, as HLS `CODECS` attributes name it.
+    pub(crate) codec: String,
+}
+
+impl AvcConfig {
+    pub(crate) fn parse(record: &[u8]) -> Result<Self, AvcError> {
+        let avcc = AvcDecoderConfigurationRecord::try_from(record)
+            .map_err(|e| AvcError::Config(format!("{e:?}")))?;
+        let mut parameter_sets = Vec::new();
+        let mut dimensions = None;
+        let mut count = 0;
+        for sps in avcc.sequence_parameter_sets().flatten() {
+            if sps.is_empty() {
+                continue;
+            }
+            if dimensions.is_none() {
+                dimensions = SeqParameterSet::from_bits(RefNal::new(sps, &[], true).rbsp_bits())
+                    .ok()
+                    .and_then(|s| s.pixel_dimensions().ok());
+            }
+            parameter_sets.extend_from_slice(&START_CODE);
+            parameter_sets.extend_from_slice(sps);
+            count += 1;
+        }
+        let sps_count = count;
+        for pps in avcc.picture_parameter_sets().flatten() {
+            if !pps.is_empty() {
+                parameter_sets.extend_from_slice(&START_CODE);
+                parameter_sets.extend_from_slice(pps);
+                count += 1;
+            }
+        }
+        if sps_count == 0 || count == sps_count {
+            return Err(AvcError::NoParameterSets);
+        }
+        Ok(Self {
+            length_size: usize::from(avcc.length_size_minus_one()) + 1,
+            parameter_sets,
+            width: dimensions.map(|d| d.0),
+            height: dimensions.map(|d| d.1),
+            codec: format!(
+                "avc1.{:02x}{:02x}{:02x}",
+                record.get(1).copied().unwrap_or_default(),
+                record.get(2).copied().unwrap_or_default(),
+                record.get(3).copied().unwrap_or_default()
+            ),
+        })
+    }
+
+    /// One access unit in byte-stream form, or `None` when the NAL lengths do not add up.
+    pub(crate) fn to_byte_stream(&self, data: &[u8], keyframe: bool) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(data.len() + self.parameter_sets.len() + 16);
+        let mut rest = data;
+        let mut first = true;
+        while !rest.is_empty() {
+            let len_bytes = rest.get(..self.length_size)?;
+            let len = len_bytes
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            let nal = rest.get(self.length_size..self.length_size + len)?;
+            rest = &rest[self.length_size + len..];
+            let Some(&header) = nal.first() else {
+                continue;
+            };
+            let kind = header & 0x1f;
+            if first {
+                first = false;
+                if kind != NAL_AUD {
+                    out.extend_from_slice(&AUD);
+                }
+                if keyframe && kind != NAL_SPS {
+                    out.extend_from_slice(&self.parameter_sets);
+                }
+            }
+            out.extend_from_slice(&START_CODE);
+            out.extend_from_slice(nal);
+        }
+        (!first).then_some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An avcC for 640x360 High profile, as x264 writes it.
+    const RECORD: &[u8] = &[
+        0x01, 0x64, 0x00, 0x1e, 0xff, 0xe1, 0x00, 0x1a, 0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40,
+        0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x3c,
+        0x0f, 0x16, 0x2d, 0x96, 0x01, 0x00, 0x04, 0x68, 0xef, 0xbc, 0xb0, 0xfd, 0xf8, 0xf8, 0x00,
+    ];
+
+    #[test]
+    fn the_configuration_names_codec_and_size() {
+        let config = AvcConfig::parse(RECORD).unwrap();
+        assert_eq!(config.codec, "avc1.64001e");
+        assert_eq!((config.width, config.height), (Some(640), Some(360)));
+    }
+
+    #[test]
+    fn keyframes_carry_parameter_sets_and_every_unit_a_delimiter() {
+        let config = AvcConfig::parse(RECORD).unwrap();
+        let au = [0, 0, 0, 2, 0x65, 0xaa, 0, 0, 0, 1, 0x06];
+
+        let key = config.to_byte_stream(&au, true).unwrap();
+        let inter = config.to_byte_stream(&au, false).unwrap();
+
+        assert!(key.starts_with(&AUD));
+        assert!(key[AUD.len()..].starts_with(&[0, 0, 0, 1, 0x67]));
+        assert!(key.ends_with(&[0, 0, 0, 1, 0x65, 0xaa, 0, 0, 0, 1, 0x06]));
+        assert_eq!(
+            inter,
+            [&AUD[..], &[0, 0, 0, 1, 0x65, 0xaa, 0, 0, 0, 1, 0x06]].concat()
+        );
+    }
+
+    #[test]
+    fn lengths_past_the_end_are_refused() {
+        let config = AvcConfig::parse(RECORD).unwrap();
+        assert!(config.to_byte_stream(&[0, 0, 0, 9, 0x65], false).is_none());
+        assert!(AvcConfig::parse(&[1, 2, 3]).is_err());
+    }
+}

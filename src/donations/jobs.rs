@@ -1,0 +1,342 @@
+//! The donation jobs the queue runs: verify a notified order with Midtrans, reconcile what was
+//! left behind, and deliver the outbox (the live alert and the emails) exactly once.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use super::emails;
+use super::model::{ANONYMOUS, CURRENCY, Donation, DonationStatus};
+use super::service::{self, Applied, Source};
+use crate::jobs::Job;
+use crate::live::events::{DonationReceived, EventData};
+use crate::payments::StatusAnswer;
+use crate::state::AppState;
+
+/// Outbox rows and notifications older than this without progress are queued again.
+const STUCK_AFTER: Duration = Duration::from_secs(30);
+/// A Midtrans donation is asked about at most this often by reconciliation.
+const RECHECK_EVERY: Duration = Duration::from_secs(5 * 60);
+/// How many of each kind one reconciliation run handles (the next run takes the rest).
+const BATCH: i64 = 200;
+/// An outbox row that failed this often (over several requeues) is left for a person: its
+/// `last_error` says why.
+const GIVE_UP_AFTER_ATTEMPTS: i32 = 50;
+/// Unprocessed notifications are requeued for this long; after that the donation's own
+/// reconciliation (which asks Midtrans directly) is what settles it.
+const NOTIFICATIONS_KEPT_TRYING: chrono::Duration = chrono::Duration::days(1);
+
+/// Processes a stored notification: asks Midtrans for the order's verified status and acts on
+/// that. Idempotent: a processed notification is skipped, and applying a status twice changes
+/// nothing the second time.
+pub async fn process_notification(state: &AppState, notification_id: Uuid) -> anyhow::Result<()> {
+    let row: Option<(Uuid, Option<chrono::DateTime<Utc>>)> =
+        sqlx::query_as("SELECT donation_id, processed_at FROM payment_notifications WHERE id = $1")
+            .bind(notification_id)
+            .fetch_optional(&state.db)
+            .await?;
+    let Some((donation_id, processed_at)) = row else {
+        tracing::warn!(%notification_id, "notification to process no longer exists");
+        return Ok(());
+    };
+    if processed_at.is_some() {
+        return Ok(());
+    }
+    let outcome = verify_with_midtrans(state, donation_id).await?;
+    sqlx::query(
+        "UPDATE payment_notifications SET processed_at = now(), outcome = $2 WHERE id = $1",
+    )
+    .bind(notification_id)
+    .bind(outcome.describe())
+    .execute(&state.db)
+    .await?;
+    Ok(())
+}
+
+/// Asks Midtrans' status endpoint about a donation and applies the answer. An order Midtrans
+/// does not know (the buyer never chose a method) expires locally once past its expiry.
+pub async fn verify_with_midtrans(state: &AppState, donation_id: Uuid) -> anyhow::Result<Applied> {
+    let midtrans = state
+        .midtrans
+        .as_ref()
+        .context("Midtrans is not configured (MIDTRANS_SERVER_KEY)")?;
+    let donation: Donation = sqlx::query_as("SELECT * FROM donations WHERE id = $1")
+        .bind(donation_id)
+        .fetch_one(&state.db)
+        .await?;
+    if donation.status() != DonationStatus::Pending
+        && donation.status() != DonationStatus::Completed
+    {
+        // Settled for good: nothing Midtrans says can change it.
+        return Ok(Applied::Unchanged);
+    }
+    let answer = midtrans
+        .status(&donation.transaction_id.to_string())
+        .await
+        .context("asking Midtrans for the transaction status")?;
+    match answer {
+        StatusAnswer::Found(status) => {
+            Ok(service::apply_verified_status(state, donation_id, &status).await?)
+        }
+        StatusAnswer::NotFound => {
+            sqlx::query("UPDATE donations SET checked_at = now() WHERE id = $1")
+                .bind(donation_id)
+                .execute(&state.db)
+                .await?;
+            if donation.is_overdue(Utc::now()) {
+                let expired = service::change(
+                    state,
+                    donation_id,
+                    DonationStatus::Expired,
+                    Source::Expiry,
+                    "No payment method was chosen in time.",
+                )
+                .await?;
+                if expired.is_some() {
+                    return Ok(Applied::Changed(DonationStatus::Expired));
+                }
+            }
+            Ok(Applied::Unchanged)
+        }
+    }
+}
+
+/// The periodic sweep. Each part is independent; one failing does not stop the others.
+pub async fn reconcile(state: &AppState) -> anyhow::Result<()> {
+    let mut failures = Vec::new();
+    match service::expire_overdue_bank_transfers(state).await {
+        Ok(expired) if !expired.is_empty() => {
+            tracing::info!(count = expired.len(), "expired overdue bank transfers");
+        }
+        Ok(_) => {}
+        Err(e) => failures.push(format!("expiring bank transfers: {e}")),
+    }
+    if state.midtrans.is_some()
+        && let Err(e) = reconcile_midtrans(state).await
+    {
+        failures.push(format!("reconciling Midtrans: {e:#}"));
+    }
+    if let Err(e) = requeue_stuck(state).await {
+        failures.push(format!("requeueing stuck work: {e:#}"));
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(failures.join("; "))
+    }
+}
+
+/// Midtrans donations pending longer than `reconcile_after` (a lost notification) or past
+/// their expiry: queue a check of each. Marking them checked in the same statement keeps two
+/// sweeps (or a slow queue) from asking twice.
+async fn reconcile_midtrans(state: &AppState) -> anyhow::Result<()> {
+    let after = Duration::from_secs(state.config.donations.reconcile_after_secs);
+    let now = Utc::now();
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE donations SET checked_at = $2
+          WHERE id IN (SELECT id FROM donations
+                        WHERE status = 'pending' AND payment_method = 'midtrans'
+                          AND (created_at <= $1 OR expires_at <= $2)
+                          AND (checked_at IS NULL OR checked_at <= $3)
+                        ORDER BY created_at LIMIT $4
+                        FOR UPDATE SKIP LOCKED)
+         RETURNING id",
+    )
+    .bind(now - after)
+    .bind(now)
+    .bind(now - RECHECK_EVERY)
+    .bind(BATCH)
+    .fetch_all(&state.db)
+    .await?;
+    for donation_id in ids {
+        state
+            .jobs
+            .enqueue(Job::CheckDonation { donation_id })
+            .await?;
+    }
+    Ok(())
+}
+
+/// One reconciliation check: what does Midtrans say about this donation?
+pub async fn check_donation(state: &AppState, donation_id: Uuid) -> anyhow::Result<()> {
+    let outcome = verify_with_midtrans(state, donation_id).await?;
+    if outcome != Applied::Unchanged {
+        tracing::info!(%donation_id, outcome = outcome.describe(), "reconciled with Midtrans");
+    }
+    Ok(())
+}
+
+/// Outbox rows and notifications whose job was lost (Redis down when queuing, Redis data lost).
+async fn requeue_stuck(state: &AppState) -> anyhow::Result<()> {
+    let before = Utc::now() - STUCK_AFTER;
+    let outbox: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM donation_outbox
+          WHERE delivered_at IS NULL AND created_at <= $1 AND attempts < $3
+          ORDER BY created_at LIMIT $2",
+    )
+    .bind(before)
+    .bind(BATCH)
+    .bind(GIVE_UP_AFTER_ATTEMPTS)
+    .fetch_all(&state.db)
+    .await?;
+    for outbox_id in outbox {
+        state.jobs.enqueue(Job::DeliverOutbox { outbox_id }).await?;
+    }
+    let notifications: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM payment_notifications
+          WHERE processed_at IS NULL AND received_at <= $1 AND received_at >= $3
+          ORDER BY received_at LIMIT $2",
+    )
+    .bind(before)
+    .bind(BATCH)
+    .bind(Utc::now() - NOTIFICATIONS_KEPT_TRYING)
+    .fetch_all(&state.db)
+    .await?;
+    for notification_id in notifications {
+        state
+            .jobs
+            .enqueue(Job::ProcessNotification { notification_id })
+            .await?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, FromRow)]
+struct OutboxRow {
+    donation_id: Uuid,
+    kind: String,
+    delivered_at: Option<chrono::DateTime<Utc>>,
+}
+
+/// Delivers one outbox row. The row stays locked while its effect is produced, so two workers
+/// never deliver it at once; it is marked delivered in the same transaction, so a worker that
+/// dies mid-way leaves it undelivered for the next attempt.
+pub async fn deliver_outbox(state: &AppState, outbox_id: Uuid) -> anyhow::Result<()> {
+    let mut tx = state.db.begin().await?;
+    // NOWAIT: if another worker holds it, this attempt fails and is retried later, by which time
+    // the row is delivered (and the retry is a no-op) or free again.
+    let row: Option<OutboxRow> = sqlx::query_as(
+        "SELECT donation_id, kind, delivered_at FROM donation_outbox WHERE id = $1 FOR UPDATE NOWAIT",
+    )
+    .bind(outbox_id)
+    .fetch_optional(&mut *tx)
+    .await
+    .context("locking the outbox row")?;
+    let Some(row) = row else {
+        return Ok(());
+    };
+    if row.delivered_at.is_some() {
+        return Ok(());
+    }
+    let result = produce(state, row.donation_id, &row.kind).await;
+    match result {
+        Ok(()) => {
+            sqlx::query(
+                "UPDATE donation_outbox SET delivered_at = now(), attempts = attempts + 1, last_error = NULL
+                  WHERE id = $1",
+            )
+            .bind(outbox_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        Err(e) => {
+            drop(tx);
+            sqlx::query(
+                "UPDATE donation_outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
+            )
+            .bind(outbox_id)
+            .bind(format!("{e:#}"))
+            .execute(&state.db)
+            .await?;
+            Err(e)
+        }
+    }
+}
+
+/// The people and stream a donation involves, for events and emails.
+#[derive(Debug, Clone, FromRow)]
+pub struct Parties {
+    pub stream_title: String,
+    pub streamer_name: String,
+    pub streamer_email: String,
+    pub donor_name: Option<String>,
+    pub donor_email: Option<String>,
+}
+
+pub async fn parties(state: &AppState, donation: &Donation) -> sqlx::Result<Parties> {
+    sqlx::query_as(
+        "SELECT s.title AS stream_title,
+                COALESCE(NULLIF(trim(su.first_name || ' ' || su.last_name), ''), su.username) AS streamer_name,
+                su.email AS streamer_email,
+                COALESCE(NULLIF(trim(du.first_name || ' ' || du.last_name), ''), du.username) AS donor_name,
+                du.email AS donor_email
+           FROM streams s
+           JOIN users su ON su.id = s.streamer_id
+           LEFT JOIN users du ON du.id = $2
+          WHERE s.id = $1",
+    )
+    .bind(donation.stream_id)
+    .bind(donation.donor_id)
+    .fetch_one(&state.db)
+    .await
+}
+
+async fn produce(state: &AppState, donation_id: Uuid, kind: &str) -> anyhow::Result<()> {
+    let donation: Donation = sqlx::query_as("SELECT * FROM donations WHERE id = $1")
+        .bind(donation_id)
+        .fetch_one(&state.db)
+        .await?;
+    let parties = parties(state, &donation).await?;
+    let public_name = if donation.is_anonymous {
+        ANONYMOUS.to_owned()
+    } else {
+        parties
+            .donor_name
+            .clone()
+            .unwrap_or_else(|| ANONYMOUS.to_owned())
+    };
+    match kind {
+        "event_received" => {
+            let event = EventData::DonationReceived(DonationReceived {
+                donation_id: donation.id,
+                amount: donation.rupiah(),
+                currency: CURRENCY.to_owned(),
+                message: donation.message.clone(),
+                donor_name: public_name,
+                payment_method: donation.payment_method.clone(),
+            });
+            let envelope = state
+                .events
+                .publish(donation.stream_id, event)
+                .await
+                .context("publishing donation.received")?;
+            tracing::info!(donation_id = %donation.id, event_id = envelope.id, "donation.received published");
+            Ok(())
+        }
+        "email_streamer_received" => {
+            let email = emails::streamer_received(state, &donation, &parties, &public_name);
+            state.mailer.send(&email).await
+        }
+        kind => {
+            let (Some(name), Some(address)) = (&parties.donor_name, &parties.donor_email) else {
+                // The donor deleted their account: nobody to write to.
+                return Ok(());
+            };
+            let email = match kind {
+                "email_donor_receipt" => {
+                    emails::donor_receipt(state, &donation, &parties, name, address)
+                }
+                "email_donor_rejected" | "email_donor_expired" => {
+                    emails::donor_transfer_ended(state, &donation, &parties, name, address)
+                }
+                other => anyhow::bail!("unknown outbox kind {other}"),
+            };
+            state.mailer.send(&email).await
+        }
+    }
+}

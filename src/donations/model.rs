@@ -1,0 +1,375 @@
+//! Donations as stored and as shown: the status state machine, the row, the views, and the
+//! values parsed at the edge (amount, message, reference code).
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use serde::{Deserialize, Serialize};
+use sqlx::FromRow;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::config::DonationsConfig;
+use crate::error::FieldError;
+
+/// Shown instead of the donor's name when they chose to stay anonymous.
+pub const ANONYMOUS: &str = "Anonymous";
+pub const CURRENCY: &str = "IDR";
+const MESSAGE_MAX_CHARS: usize = 255;
+
+/// Where a donation is in its life. Moves only forward:
+///
+/// ```text
+/// pending ──▶ completed ──▶ refunded
+///    ├──────▶ failed
+///    ├──────▶ expired
+///    └──────▶ rejected
+/// ```
+///
+/// Every state but `pending` is settled: none of them ever goes back to an earlier one, and
+/// only `completed` moves on (to `refunded`, when Midtrans returns the money).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DonationStatus {
+    Pending,
+    Completed,
+    Failed,
+    Expired,
+    Rejected,
+    Refunded,
+}
+
+impl DonationStatus {
+    pub const ALL: [Self; 6] = [
+        Self::Pending,
+        Self::Completed,
+        Self::Failed,
+        Self::Expired,
+        Self::Rejected,
+        Self::Refunded,
+    ];
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Expired => "expired",
+            Self::Rejected => "rejected",
+            Self::Refunded => "refunded",
+        }
+    }
+
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+
+    /// Whether the state machine allows `self → next`.
+    #[must_use]
+    pub fn can_become(self, next: Self) -> bool {
+        matches!(
+            (self, next),
+            (
+                Self::Pending,
+                Self::Completed | Self::Failed | Self::Expired | Self::Rejected
+            ) | (Self::Completed, Self::Refunded)
+        )
+    }
+}
+
+/// How the donor pays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentMethod {
+    /// Online through Midtrans Snap (cards, virtual accounts, e-wallets, QRIS).
+    Midtrans,
+    /// A manual transfer to the streamer's account, confirmed by the streamer.
+    BankTransfer,
+}
+
+impl PaymentMethod {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Midtrans => "midtrans",
+            Self::BankTransfer => "bank_transfer",
+        }
+    }
+}
+
+/// A row of `donations`.
+#[derive(Debug, Clone, FromRow)]
+pub struct Donation {
+    pub id: Uuid,
+    /// Our order id at Midtrans.
+    pub transaction_id: Uuid,
+    pub stream_id: Uuid,
+    pub donor_id: Option<Uuid>,
+    pub amount: Decimal,
+    pub message: String,
+    pub payment_method: String,
+    pub status: String,
+    pub is_anonymous: bool,
+    pub reference_code: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub amount_mismatch: bool,
+    pub provider_status: Option<String>,
+    pub payment_type: Option<String>,
+    pub fraud_status: Option<String>,
+    pub snap_token: Option<String>,
+    pub snap_redirect_url: Option<String>,
+    pub status_reason: String,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub checked_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Donation {
+    /// The stored status (the column's CHECK constraint admits only known ones).
+    #[must_use]
+    pub fn status(&self) -> DonationStatus {
+        DonationStatus::parse(&self.status).unwrap_or(DonationStatus::Pending)
+    }
+
+    #[must_use]
+    pub fn is_bank_transfer(&self) -> bool {
+        self.payment_method == PaymentMethod::BankTransfer.as_str()
+    }
+
+    #[must_use]
+    pub fn payment_method(&self) -> PaymentMethod {
+        if self.is_bank_transfer() {
+            PaymentMethod::BankTransfer
+        } else {
+            PaymentMethod::Midtrans
+        }
+    }
+
+    /// Whole rupiah (amounts are stored with two decimals, always `.00` for IDR).
+    #[must_use]
+    pub fn rupiah(&self) -> i64 {
+        whole_rupiah(self.amount)
+    }
+
+    /// A pending donation whose time to pay has run out.
+    #[must_use]
+    pub fn is_overdue(&self, now: DateTime<Utc>) -> bool {
+        self.status() == DonationStatus::Pending && self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+#[must_use]
+pub fn whole_rupiah(amount: Decimal) -> i64 {
+    amount.trunc().to_i64().unwrap_or(i64::MAX)
+}
+
+/// The donor as the streamer and the donor see them (never for anonymous donations).
+#[derive(Debug, Clone, Serialize, ToSchema, FromRow)]
+pub struct Donor {
+    pub id: Uuid,
+    pub username: String,
+    pub display_name: String,
+}
+
+/// A donation as its donor and its streamer see it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DonationView {
+    pub id: Uuid,
+    /// The order id at Midtrans; quote it to support.
+    pub transaction_id: Uuid,
+    pub stream_id: Uuid,
+    pub stream_title: String,
+    /// Whole rupiah.
+    #[schema(example = 50000)]
+    pub amount: i64,
+    #[schema(example = "IDR")]
+    pub currency: &'static str,
+    pub message: String,
+    pub payment_method: PaymentMethod,
+    pub status: DonationStatus,
+    pub anonymous: bool,
+    /// Absent for anonymous donations (except in the donor's own history).
+    pub donor: Option<Donor>,
+    /// The donor's display name, or "Anonymous".
+    pub donor_name: String,
+    /// Bank transfers: the code the donor writes in the transfer note.
+    pub reference_code: Option<String>,
+    /// When a pending donation expires.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Midtrans reported a different amount: held for review, never completed automatically.
+    pub amount_mismatch: bool,
+    /// The streamer's reason for a rejection, or what ended the donation.
+    pub status_reason: String,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A completed donation as everyone sees it on the stream.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PublicDonation {
+    pub id: Uuid,
+    pub stream_id: Uuid,
+    /// Always `completed` here.
+    pub status: DonationStatus,
+    pub payment_method: PaymentMethod,
+    #[schema(example = 50000)]
+    pub amount: i64,
+    #[schema(example = "IDR")]
+    pub currency: &'static str,
+    pub message: String,
+    /// Absent for anonymous donations.
+    pub donor: Option<crate::users::model::PublicUser>,
+    /// The donor's display name, or "Anonymous".
+    pub donor_name: String,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// Parses the amount against the configured limits.
+pub fn parse_amount(amount: i64, limits: &DonationsConfig) -> Result<i64, FieldError> {
+    if amount < limits.donation_min {
+        return Err(FieldError::new(
+            "amount",
+            "too_small",
+            format!(
+                "The smallest donation is {}.",
+                crate::payments::rupiah(limits.donation_min)
+            ),
+        ));
+    }
+    if amount > limits.donation_max {
+        return Err(FieldError::new(
+            "amount",
+            "too_large",
+            format!(
+                "The largest donation is {}.",
+                crate::payments::rupiah(limits.donation_max)
+            ),
+        ));
+    }
+    Ok(amount)
+}
+
+/// Parses a donation message: trimmed, at most 255 characters, free of the streamer's blocked
+/// words.
+pub fn parse_message(raw: &str, blocked: &[String]) -> Result<String, FieldError> {
+    let message = raw.trim();
+    if message.chars().count() > MESSAGE_MAX_CHARS {
+        return Err(FieldError::new(
+            "message",
+            "too_long",
+            format!("Messages can be at most {MESSAGE_MAX_CHARS} characters."),
+        ));
+    }
+    if message.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(FieldError::new(
+            "message",
+            "invalid_characters",
+            "Messages cannot contain control characters.",
+        ));
+    }
+    if let Some(word) = find_blocked(message, blocked) {
+        return Err(FieldError::new(
+            "message",
+            "blocked_word",
+            format!("The streamer does not allow \"{word}\" in messages."),
+        ));
+    }
+    Ok(message.to_owned())
+}
+
+/// The first blocked word or phrase that appears in `text` as a whole word (case-insensitive),
+/// so that blocking "ass" does not refuse "class".
+#[must_use]
+pub fn find_blocked<'a>(text: &str, blocked: &'a [String]) -> Option<&'a str> {
+    let haystack = text.to_lowercase();
+    blocked.iter().map(String::as_str).find(|word| {
+        !word.is_empty()
+            && haystack.match_indices(*word).any(|(start, found)| {
+                let before = haystack[..start].chars().next_back();
+                let after = haystack[start + found.len()..].chars().next();
+                !before.is_some_and(char::is_alphanumeric)
+                    && !after.is_some_and(char::is_alphanumeric)
+            })
+    })
+}
+
+/// Characters of reference codes: no 0/O or 1/I/L to misread in a banking app.
+const REFERENCE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+
+/// A fresh reference code, `SRN-` and six characters (31⁶ ≈ 887 million codes; uniqueness is
+/// enforced by the database and a collision is retried).
+#[must_use]
+pub fn new_reference_code() -> String {
+    let mut rng = rand::rng();
+    let tail: String = (0..6)
+        .map(|_| char::from(REFERENCE_ALPHABET[rng.random_range(0..REFERENCE_ALPHABET.len())]))
+        .collect();
+    format!("SRN-{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_only_move_forward() {
+        use DonationStatus::*;
+        for to in [Completed, Failed, Expired, Rejected] {
+            assert!(Pending.can_become(to), "pending → {to:?}");
+        }
+        assert!(Completed.can_become(Refunded));
+        for from in [Completed, Failed, Expired, Rejected, Refunded] {
+            assert!(!from.can_become(Pending), "{from:?} → pending");
+            for to in [Failed, Expired, Rejected] {
+                assert!(!from.can_become(to), "{from:?} → {to:?}");
+            }
+        }
+        assert!(!Refunded.can_become(Completed));
+        assert!(!Pending.can_become(Refunded));
+        assert!(!Completed.can_become(Completed));
+    }
+
+    #[test]
+    fn blocked_words_match_whole_words_in_any_case() {
+        let blocked = vec!["judi".to_owned(), "slot gacor".to_owned()];
+        assert_eq!(find_blocked("Ayo main JUDI!", &blocked), Some("judi"));
+        assert_eq!(
+            find_blocked("info Slot Gacor hari ini", &blocked),
+            Some("slot gacor")
+        );
+        assert_eq!(find_blocked("perjudian itu buruk", &blocked), None);
+        assert_eq!(find_blocked("semangat!", &blocked), None);
+        assert_eq!(find_blocked("semangat!", &[]), None);
+    }
+
+    #[test]
+    fn messages_are_limited() {
+        assert_eq!(parse_message("  halo  ", &[]).expect("valid"), "halo");
+        assert_eq!(
+            parse_message(&"x".repeat(256), &[]).unwrap_err().code,
+            "too_long"
+        );
+        assert!(
+            parse_message(&"é".repeat(255), &[]).is_ok(),
+            "characters, not bytes"
+        );
+        assert_eq!(
+            parse_message("a\u{7}b", &[]).unwrap_err().code,
+            "invalid_characters"
+        );
+    }
+
+    #[test]
+    fn reference_codes_are_short_and_unambiguous() {
+        let code = new_reference_code();
+        assert_eq!(code.len(), 10);
+        assert!(code.starts_with("SRN-"));
+        assert!(!code[4..].contains(['0', 'O', '1', 'I', 'L']), "{code}");
+    }
+}

@@ -1,0 +1,334 @@
+//! The one way a donation's status changes, whoever asks (Midtrans' verified status, the
+//! streamer, expiry): lock the row, check the state machine, write the new status, the
+//! transition and its effects (outbox rows) in one transaction, then queue the effects.
+//!
+//! The row lock serialises concurrent changes (two clicks on "confirm", a notification and the
+//! reconciler at once): the second one sees the first one's result and changes nothing.
+//! `UNIQUE (donation_id, kind)` on the outbox makes every effect exist at most once.
+
+use std::str::FromStr;
+
+use chrono::Utc;
+use rust_decimal::Decimal;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::model::{Donation, DonationStatus};
+use crate::jobs::Job;
+use crate::payments::midtrans::TransactionStatus;
+use crate::state::AppState;
+
+/// Who changed a status (kept in `donation_transitions.source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Midtrans,
+    Streamer,
+    Expiry,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Midtrans => "midtrans",
+            Self::Streamer => "streamer",
+            Self::Expiry => "expiry",
+        }
+    }
+}
+
+/// Loads a donation and locks it until the transaction ends.
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Donation>> {
+    sqlx::query_as("SELECT * FROM donations WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Moves a locked donation to `to` if the state machine allows it. Returns the updated row and
+/// the outbox rows its effects were written to, or `None` when nothing changed.
+pub async fn move_to(
+    conn: &mut PgConnection,
+    donation: &Donation,
+    to: DonationStatus,
+    source: Source,
+    reason: &str,
+) -> sqlx::Result<Option<(Donation, Vec<Uuid>)>> {
+    let from = donation.status();
+    if !from.can_become(to) {
+        return Ok(None);
+    }
+    let updated: Donation = sqlx::query_as(
+        "UPDATE donations
+            SET status = $2,
+                status_reason = CASE WHEN $3 = '' THEN status_reason ELSE $3 END,
+                completed_at = CASE WHEN $2 = 'completed' THEN now() ELSE completed_at END
+          WHERE id = $1
+         RETURNING *",
+    )
+    .bind(donation.id)
+    .bind(to.as_str())
+    .bind(reason)
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO donation_transitions (donation_id, from_status, to_status, source, detail)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(donation.id)
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .bind(source.as_str())
+    .bind(reason)
+    .execute(&mut *conn)
+    .await?;
+    let outbox = write_effects(conn, &updated, to).await?;
+    tracing::info!(donation_id = %donation.id, from = from.as_str(), to = to.as_str(), source = source.as_str(), "donation status changed");
+    Ok(Some((updated, outbox)))
+}
+
+/// The effects of arriving in `to`, as outbox rows (at most one of each kind per donation).
+async fn write_effects(
+    conn: &mut PgConnection,
+    donation: &Donation,
+    to: DonationStatus,
+) -> sqlx::Result<Vec<Uuid>> {
+    let has_donor = donation.donor_id.is_some();
+    let kinds: &[&str] = match to {
+        DonationStatus::Completed if has_donor => &[
+            "event_received",
+            "email_streamer_received",
+            "email_donor_receipt",
+        ],
+        DonationStatus::Completed => &["event_received", "email_streamer_received"],
+        DonationStatus::Rejected if has_donor && donation.is_bank_transfer() => {
+            &["email_donor_rejected"]
+        }
+        DonationStatus::Expired if has_donor && donation.is_bank_transfer() => {
+            &["email_donor_expired"]
+        }
+        _ => &[],
+    };
+    let mut ids = Vec::with_capacity(kinds.len());
+    for kind in kinds {
+        let id: Option<Uuid> = sqlx::query_scalar(
+            "INSERT INTO donation_outbox (donation_id, kind) VALUES ($1, $2)
+             ON CONFLICT (donation_id, kind) DO NOTHING RETURNING id",
+        )
+        .bind(donation.id)
+        .bind(kind)
+        .fetch_optional(&mut *conn)
+        .await?;
+        ids.extend(id);
+    }
+    Ok(ids)
+}
+
+/// Queues delivery of committed outbox rows. If Redis is down the rows wait in PostgreSQL and
+/// reconciliation queues them once it is back.
+pub async fn dispatch(state: &AppState, outbox: &[Uuid]) {
+    for id in outbox {
+        if let Err(e) = state
+            .jobs
+            .enqueue(Job::DeliverOutbox { outbox_id: *id })
+            .await
+        {
+            tracing::warn!(outbox_id = %id, cause = %e, "could not queue an outbox delivery; reconciliation will");
+        }
+    }
+}
+
+/// Locks, moves and commits in one go; queues the effects. `None` when nothing changed.
+pub async fn change(
+    state: &AppState,
+    id: Uuid,
+    to: DonationStatus,
+    source: Source,
+    reason: &str,
+) -> sqlx::Result<Option<Donation>> {
+    let mut tx = state.db.begin().await?;
+    let Some(donation) = lock(&mut tx, id).await? else {
+        return Ok(None);
+    };
+    let changed = move_to(&mut tx, &donation, to, source, reason).await?;
+    tx.commit().await?;
+    Ok(match changed {
+        Some((donation, outbox)) => {
+            dispatch(state, &outbox).await;
+            Some(donation)
+        }
+        None => None,
+    })
+}
+
+/// What a verified Midtrans status means for a donation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Money received.
+    Paid,
+    /// Card captured but held for fraud review: not paid yet.
+    Held,
+    /// Waiting for the buyer.
+    Waiting,
+    Failed,
+    Expired,
+    Refunded,
+    /// Nothing to do (`authorize`, or a status this code does not know).
+    Ignored,
+}
+
+/// Maps Midtrans' `transaction_status` (and `fraud_status` for captures) to a verdict.
+#[must_use]
+pub fn verdict(transaction_status: &str, fraud_status: Option<&str>) -> Verdict {
+    match (transaction_status, fraud_status) {
+        ("settlement", _) | ("capture", Some("accept")) => Verdict::Paid,
+        ("capture", Some("deny")) => Verdict::Failed,
+        ("capture", _) => Verdict::Held,
+        ("pending", _) => Verdict::Waiting,
+        ("deny" | "cancel" | "failure", _) => Verdict::Failed,
+        ("expire", _) => Verdict::Expired,
+        ("refund" | "partial_refund", _) => Verdict::Refunded,
+        _ => Verdict::Ignored,
+    }
+}
+
+/// What applying a verified status did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Changed(DonationStatus),
+    /// The donation already was there, or the status asks for nothing.
+    Unchanged,
+    /// Midtrans holds a different amount than we stored: flagged, not completed.
+    AmountMismatch,
+}
+
+impl Applied {
+    #[must_use]
+    pub fn describe(self) -> String {
+        match self {
+            Self::Changed(to) => to.as_str().to_owned(),
+            Self::Unchanged => "unchanged".to_owned(),
+            Self::AmountMismatch => "amount_mismatch".to_owned(),
+        }
+    }
+}
+
+/// Acts on a status obtained from Midtrans' status endpoint (never on a notification's body).
+pub async fn apply_verified_status(
+    state: &AppState,
+    donation_id: Uuid,
+    status: &TransactionStatus,
+) -> sqlx::Result<Applied> {
+    let mut tx = state.db.begin().await?;
+    let Some(donation) = lock(&mut tx, donation_id).await? else {
+        return Ok(Applied::Unchanged);
+    };
+    let verdict = verdict(&status.transaction_status, status.fraud_status.as_deref());
+    let verified_amount = Decimal::from_str(status.gross_amount.trim()).ok();
+    let mismatch = verified_amount.is_some_and(|a| a != donation.amount)
+        || (verdict == Verdict::Paid && verified_amount.is_none());
+    sqlx::query(
+        "UPDATE donations SET provider_status = $2, fraud_status = $3,
+                payment_type = COALESCE($4, payment_type), checked_at = now(),
+                amount_mismatch = amount_mismatch OR $5
+          WHERE id = $1",
+    )
+    .bind(donation.id)
+    .bind(&status.transaction_status)
+    .bind(&status.fraud_status)
+    .bind(&status.payment_type)
+    .bind(mismatch)
+    .execute(&mut *tx)
+    .await?;
+    if mismatch {
+        tracing::warn!(
+            donation_id = %donation.id,
+            stored = %donation.amount,
+            verified = %status.gross_amount,
+            transaction_status = %status.transaction_status,
+            "Midtrans reports a different amount; donation flagged and not completed"
+        );
+    }
+    let target = match verdict {
+        Verdict::Paid if mismatch => None,
+        Verdict::Paid => Some(DonationStatus::Completed),
+        Verdict::Failed => Some(DonationStatus::Failed),
+        Verdict::Expired => Some(DonationStatus::Expired),
+        Verdict::Refunded => Some(DonationStatus::Refunded),
+        Verdict::Held | Verdict::Waiting | Verdict::Ignored => None,
+    };
+    let reason = match verdict {
+        Verdict::Failed | Verdict::Expired | Verdict::Refunded => {
+            format!("Midtrans: {}", status.transaction_status)
+        }
+        _ => String::new(),
+    };
+    let changed = match target {
+        Some(to) => move_to(&mut tx, &donation, to, Source::Midtrans, &reason).await?,
+        None => None,
+    };
+    tx.commit().await?;
+    Ok(match changed {
+        Some((updated, outbox)) => {
+            dispatch(state, &outbox).await;
+            Applied::Changed(updated.status())
+        }
+        None if mismatch => Applied::AmountMismatch,
+        None => Applied::Unchanged,
+    })
+}
+
+/// Pending bank transfers past their expiry, and the ids of those just expired.
+pub async fn expire_overdue_bank_transfers(state: &AppState) -> sqlx::Result<Vec<Uuid>> {
+    let overdue = overdue(&state.db, "bank_transfer").await?;
+    let mut expired = Vec::new();
+    for id in overdue {
+        if change(
+            state,
+            id,
+            DonationStatus::Expired,
+            Source::Expiry,
+            "Not confirmed in time.",
+        )
+        .await?
+        .is_some()
+        {
+            expired.push(id);
+        }
+    }
+    Ok(expired)
+}
+
+async fn overdue(db: &PgPool, method: &str) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT id FROM donations
+          WHERE status = 'pending' AND payment_method = $1 AND expires_at <= $2
+          ORDER BY expires_at LIMIT 500",
+    )
+    .bind(method)
+    .bind(Utc::now())
+    .fetch_all(db)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_follow_midtrans_statuses() {
+        assert_eq!(verdict("settlement", None), Verdict::Paid);
+        assert_eq!(verdict("capture", Some("accept")), Verdict::Paid);
+        assert_eq!(verdict("capture", Some("challenge")), Verdict::Held);
+        assert_eq!(verdict("capture", None), Verdict::Held);
+        assert_eq!(verdict("capture", Some("deny")), Verdict::Failed);
+        assert_eq!(verdict("pending", None), Verdict::Waiting);
+        for failed in ["deny", "cancel", "failure"] {
+            assert_eq!(verdict(failed, None), Verdict::Failed, "{failed}");
+        }
+        assert_eq!(verdict("expire", None), Verdict::Expired);
+        assert_eq!(verdict("refund", None), Verdict::Refunded);
+        assert_eq!(verdict("partial_refund", None), Verdict::Refunded);
+        assert_eq!(verdict("authorize", None), Verdict::Ignored);
+        assert_eq!(verdict("something_new", None), Verdict::Ignored);
+    }
+}

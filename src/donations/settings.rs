@@ -1,0 +1,317 @@
+//! A streamer's donation settings: the bank account bank transfers go to, and the words they do
+//! not want in donation messages.
+
+use std::collections::BTreeSet;
+
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{FromRow, PgExecutor};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::AuthUser;
+use crate::error::{AppError, AppResult, FieldError, Problem};
+use crate::http::extract::Json;
+use crate::state::AppState;
+
+const MAX_BLOCKED_WORDS: usize = 200;
+const MAX_WORD_CHARS: usize = 50;
+
+/// Where bank transfers to this streamer go. Shown to donors who choose bank transfer.
+#[derive(Debug, Clone, Serialize, ToSchema, FromRow)]
+pub struct PayoutAccount {
+    #[schema(example = "BCA")]
+    pub bank_name: String,
+    #[schema(example = "1234567890")]
+    pub account_number: String,
+    #[schema(example = "Budi Santoso")]
+    pub account_holder: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl PayoutAccount {
+    pub async fn find(db: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::Result<Option<Self>> {
+        sqlx::query_as(
+            "SELECT bank_name, account_number, account_holder, updated_at FROM payout_accounts WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_optional(db)
+        .await
+    }
+}
+
+/// Changes to the payout account. The first time, all three fields are required.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePayout {
+    pub bank_name: Option<String>,
+    /// Digits; spaces and dashes are ignored.
+    pub account_number: Option<String>,
+    pub account_holder: Option<String>,
+}
+
+fn parse_text(field: &'static str, raw: &str, what: &str) -> Result<String, FieldError> {
+    let value = raw.trim();
+    let len = value.chars().count();
+    if len < 2 {
+        return Err(FieldError::new(
+            field,
+            "too_short",
+            format!("Enter the {what}."),
+        ));
+    }
+    if len > 100 {
+        return Err(FieldError::new(
+            field,
+            "too_long",
+            format!("The {what} can be at most 100 characters."),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(FieldError::new(
+            field,
+            "invalid_characters",
+            format!("The {what} cannot contain control characters."),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+fn parse_account_number(raw: &str) -> Result<String, FieldError> {
+    let digits: String = raw.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+    if !digits.chars().all(|c| c.is_ascii_digit()) {
+        return Err(FieldError::new(
+            "account_number",
+            "invalid",
+            "Account numbers contain only digits.",
+        ));
+    }
+    if !(5..=34).contains(&digits.len()) {
+        return Err(FieldError::new(
+            "account_number",
+            "invalid_length",
+            "Account numbers have 5 to 34 digits.",
+        ));
+    }
+    Ok(digits)
+}
+
+/// The signed-in user's payout account.
+#[utoipa::path(get, path = "/api/users/me/payout", tag = "donations", security(("bearer" = [])), responses(
+    (status = 200, description = "The payout account", body = PayoutAccount),
+    (status = 401, description = "Not logged in", body = Problem, content_type = "application/problem+json"),
+    (status = 404, description = "`payout_details_missing`: none set yet", body = Problem, content_type = "application/problem+json"),
+))]
+pub(super) async fn get_payout(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> AppResult<Json<PayoutAccount>> {
+    PayoutAccount::find(&state.db, user.id)
+        .await?
+        .map(Json)
+        .ok_or_else(missing_payout)
+}
+
+fn missing_payout() -> AppError {
+    AppError::NotFound {
+        code: "payout_details_missing",
+        detail: "No bank account for transfers has been set yet.".into(),
+    }
+}
+
+/// Sets or changes the bank account donors transfer to.
+#[utoipa::path(patch, path = "/api/users/me/payout", tag = "donations", security(("bearer" = [])),
+    request_body = UpdatePayout,
+    responses(
+        (status = 200, description = "The payout account", body = PayoutAccount),
+        (status = 401, description = "Not logged in", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid or missing fields", body = Problem, content_type = "application/problem+json"),
+))]
+pub(super) async fn update_payout(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Json(body): Json<UpdatePayout>,
+) -> AppResult<Json<PayoutAccount>> {
+    let existing = PayoutAccount::find(&state.db, user.id).await?;
+    let mut errors = Vec::new();
+    let mut field = |name: &'static str,
+                     raw: Option<&str>,
+                     current: Option<&str>,
+                     parse: &dyn Fn(&str) -> Result<String, FieldError>| {
+        match (raw, current) {
+            (Some(raw), _) => parse(raw).map_err(|e| errors.push(e)).ok(),
+            (None, Some(current)) => Some(current.to_owned()),
+            (None, None) => {
+                errors.push(FieldError::new(
+                    name,
+                    "required",
+                    "Required when setting up a payout account.",
+                ));
+                None
+            }
+        }
+    };
+    let bank_name = field(
+        "bank_name",
+        body.bank_name.as_deref(),
+        existing.as_ref().map(|e| e.bank_name.as_str()),
+        &|raw| parse_text("bank_name", raw, "bank name"),
+    );
+    let account_number = field(
+        "account_number",
+        body.account_number.as_deref(),
+        existing.as_ref().map(|e| e.account_number.as_str()),
+        &parse_account_number,
+    );
+    let account_holder = field(
+        "account_holder",
+        body.account_holder.as_deref(),
+        existing.as_ref().map(|e| e.account_holder.as_str()),
+        &|raw| parse_text("account_holder", raw, "account holder's name"),
+    );
+    let (Some(bank_name), Some(account_number), Some(account_holder), true) =
+        (bank_name, account_number, account_holder, errors.is_empty())
+    else {
+        return Err(AppError::Validation(errors));
+    };
+    let account: PayoutAccount = sqlx::query_as(
+        "INSERT INTO payout_accounts (user_id, bank_name, account_number, account_holder)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (user_id) DO UPDATE
+            SET bank_name = EXCLUDED.bank_name, account_number = EXCLUDED.account_number,
+                account_holder = EXCLUDED.account_holder
+         RETURNING bank_name, account_number, account_holder, updated_at",
+    )
+    .bind(user.id)
+    .bind(bank_name)
+    .bind(account_number)
+    .bind(account_holder)
+    .fetch_one(&state.db)
+    .await?;
+    tracing::info!(user_id = %user.id, "payout account updated");
+    Ok(Json(account))
+}
+
+/// A streamer's blocked words (lower-case, sorted).
+pub async fn blocked_words(
+    db: impl PgExecutor<'_>,
+    streamer_id: Uuid,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("SELECT word FROM blocked_words WHERE streamer_id = $1 ORDER BY word")
+        .bind(streamer_id)
+        .fetch_all(db)
+        .await
+}
+
+/// Words and phrases refused in donation messages to this streamer (matched as whole words,
+/// ignoring case).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BlockedWords {
+    #[schema(example = json!(["judi", "slot gacor"]))]
+    pub words: Vec<String>,
+}
+
+/// The signed-in user's blocked words.
+#[utoipa::path(get, path = "/api/users/me/blocked-words", tag = "donations", security(("bearer" = [])), responses(
+    (status = 200, description = "The list", body = BlockedWords),
+    (status = 401, description = "Not logged in", body = Problem, content_type = "application/problem+json"),
+))]
+pub(super) async fn get_blocked_words(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> AppResult<Json<BlockedWords>> {
+    Ok(Json(BlockedWords {
+        words: blocked_words(&state.db, user.id).await?,
+    }))
+}
+
+/// Replaces the whole list (an empty list clears it). At most 200 entries of 1–50 characters;
+/// stored lower-case without duplicates.
+#[utoipa::path(put, path = "/api/users/me/blocked-words", tag = "donations", security(("bearer" = [])),
+    request_body = BlockedWords,
+    responses(
+        (status = 200, description = "The stored list", body = BlockedWords),
+        (status = 401, description = "Not logged in", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Too many or invalid entries (`words[i]`)", body = Problem,
+            content_type = "application/problem+json"),
+))]
+pub(super) async fn replace_blocked_words(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Json(body): Json<BlockedWords>,
+) -> AppResult<Json<BlockedWords>> {
+    let mut errors = Vec::new();
+    let mut words = BTreeSet::new();
+    for (i, raw) in body.words.iter().enumerate() {
+        let word = raw
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase();
+        let field = format!("words[{i}]");
+        if word.is_empty() {
+            errors.push(FieldError::new(
+                field,
+                "required",
+                "Blocked words cannot be empty.",
+            ));
+        } else if word.chars().count() > MAX_WORD_CHARS {
+            errors.push(FieldError::new(
+                field,
+                "too_long",
+                format!("Blocked words can be at most {MAX_WORD_CHARS} characters."),
+            ));
+        } else if word.chars().any(char::is_control) {
+            errors.push(FieldError::new(
+                field,
+                "invalid_characters",
+                "Blocked words cannot contain control characters.",
+            ));
+        } else {
+            words.insert(word);
+        }
+    }
+    if words.len() > MAX_BLOCKED_WORDS {
+        errors.push(FieldError::new(
+            "words",
+            "too_many",
+            format!("At most {MAX_BLOCKED_WORDS} blocked words."),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(AppError::Validation(errors));
+    }
+    let mut tx = state.db.begin().await?;
+    sqlx::query("DELETE FROM blocked_words WHERE streamer_id = $1")
+        .bind(user.id)
+        .execute(&mut *tx)
+        .await?;
+    let list: Vec<String> = words.into_iter().collect();
+    sqlx::query("INSERT INTO blocked_words (streamer_id, word) SELECT $1, unnest($2::text[])")
+        .bind(user.id)
+        .bind(&list)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Json(BlockedWords { words: list }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_numbers_are_digits() {
+        assert_eq!(
+            parse_account_number("123-456 7890").expect("valid"),
+            "1234567890"
+        );
+        assert_eq!(parse_account_number("12a45").unwrap_err().code, "invalid");
+        assert_eq!(
+            parse_account_number("1234").unwrap_err().code,
+            "invalid_length"
+        );
+    }
+}

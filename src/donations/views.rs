@@ -1,0 +1,110 @@
+//! Donations joined with their stream and donor, turned into the views the API shows.
+
+use sqlx::FromRow;
+
+use super::model::{ANONYMOUS, CURRENCY, Donation, DonationView, Donor, PublicDonation};
+use crate::state::AppState;
+use crate::users::model::PublicUser;
+
+/// A donation with what its views need from `streams` and `users`.
+#[derive(Debug, Clone, FromRow)]
+pub(super) struct Row {
+    #[sqlx(flatten)]
+    pub donation: Donation,
+    pub stream_title: String,
+    pub donor_username: Option<String>,
+    pub donor_display_name: Option<String>,
+}
+
+/// `SELECT` of [`Row`]s; callers add `WHERE`/`ORDER BY`. `d` is the donation.
+pub(super) const SELECT_ROWS: &str = "SELECT d.*, s.title AS stream_title, u.username AS donor_username,
+        COALESCE(NULLIF(trim(u.first_name || ' ' || u.last_name), ''), u.username) AS donor_display_name
+   FROM donations d
+   JOIN streams s ON s.id = d.stream_id
+   LEFT JOIN users u ON u.id = d.donor_id";
+
+impl Row {
+    /// The donor's name as others may see it.
+    pub(super) fn public_name(&self) -> String {
+        match (&self.donor_display_name, self.donation.is_anonymous) {
+            (Some(name), false) => name.clone(),
+            _ => ANONYMOUS.to_owned(),
+        }
+    }
+
+    /// The full view; `reveal_donor` shows an anonymous donation's donor (to the donor).
+    pub(super) fn view(&self, reveal_donor: bool) -> DonationView {
+        let d = &self.donation;
+        let donor = match (d.donor_id, &self.donor_username, &self.donor_display_name) {
+            (Some(id), Some(username), Some(display_name)) if reveal_donor || !d.is_anonymous => {
+                Some(Donor {
+                    id,
+                    username: username.clone(),
+                    display_name: display_name.clone(),
+                })
+            }
+            _ => None,
+        };
+        DonationView {
+            id: d.id,
+            transaction_id: d.transaction_id,
+            stream_id: d.stream_id,
+            stream_title: self.stream_title.clone(),
+            amount: d.rupiah(),
+            currency: CURRENCY,
+            message: d.message.clone(),
+            payment_method: d.payment_method(),
+            status: d.status(),
+            anonymous: d.is_anonymous,
+            donor_name: match &donor {
+                Some(donor) => donor.display_name.clone(),
+                None => self.public_name(),
+            },
+            donor,
+            reference_code: d.reference_code.clone(),
+            expires_at: d.expires_at,
+            amount_mismatch: d.amount_mismatch,
+            status_reason: d.status_reason.clone(),
+            created_at: d.created_at,
+            completed_at: d.completed_at,
+            updated_at: d.updated_at,
+        }
+    }
+
+    pub(super) fn public(&self) -> PublicDonation {
+        let d = &self.donation;
+        let donor = match (d.donor_id, &self.donor_username, d.is_anonymous) {
+            (Some(id), Some(username), false) => Some(PublicUser {
+                id,
+                username: username.clone(),
+            }),
+            _ => None,
+        };
+        PublicDonation {
+            id: d.id,
+            stream_id: d.stream_id,
+            status: d.status(),
+            payment_method: d.payment_method(),
+            amount: d.rupiah(),
+            currency: CURRENCY,
+            message: d.message.clone(),
+            donor,
+            donor_name: self.public_name(),
+            created_at: d.created_at,
+            completed_at: d.completed_at,
+        }
+    }
+}
+
+/// One donation's view (re-read with its stream and donor).
+pub(super) async fn one(
+    state: &AppState,
+    donation: &Donation,
+    reveal_donor: bool,
+) -> sqlx::Result<DonationView> {
+    let row: Row = sqlx::query_as(&format!("{SELECT_ROWS} WHERE d.id = $1"))
+        .bind(donation.id)
+        .fetch_one(&state.db)
+        .await?;
+    Ok(row.view(reveal_donor))
+}

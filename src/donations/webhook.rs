@@ -1,0 +1,135 @@
+//! `POST /api/payments/midtrans/notification`: Midtrans' HTTP notification.
+//!
+//! A notification is only a hint that something changed: its `transaction_status` and
+//! `fraud_status` are not covered by the signature and it carries no nonce, so a captured one can
+//! be replayed or edited. This endpoint therefore only checks the signature (constant time),
+//! stores the body verbatim and queues its processing, which asks Midtrans' status endpoint and
+//! acts on that answer. It answers at once; the work happens in a job.
+
+use std::borrow::Cow;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::{AppError, AppResult, Problem};
+use crate::http::extract::Json;
+use crate::jobs::Job;
+use crate::state::AppState;
+
+/// The fields the signature covers, plus the status for the log. Everything else is ignored.
+#[derive(Debug, Deserialize)]
+struct Signed {
+    #[serde(default)]
+    order_id: Option<String>,
+    #[serde(default)]
+    status_code: Option<String>,
+    #[serde(default)]
+    gross_amount: Option<String>,
+    #[serde(default)]
+    signature_key: Option<String>,
+    #[serde(default)]
+    transaction_status: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationReceipt {
+    /// Always `true`: stored and queued.
+    pub received: bool,
+    pub notification_id: Uuid,
+}
+
+fn bad_signature() -> AppError {
+    AppError::Unauthorized {
+        code: "invalid_signature",
+        detail: Cow::Borrowed("The notification's signature_key does not match."),
+    }
+}
+
+/// Receives a Midtrans HTTP notification.
+///
+/// 401 `invalid_signature` when `signature_key` is not
+/// `SHA512(order_id + status_code + gross_amount + server key)` (nothing is stored or changed);
+/// 404 `unknown_order` for an order id that is not a donation (so Midtrans retries, in case it
+/// arrived before the donation was written).
+#[utoipa::path(post, path = "/api/payments/midtrans/notification", tag = "donations",
+    request_body(content = serde_json::Value, description = "Midtrans' notification JSON (all values strings)"),
+    responses(
+        (status = 200, description = "Stored and queued", body = NotificationReceipt),
+        (status = 400, description = "Not JSON, or no order id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_signature`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`unknown_order`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`payments_not_configured`: no server key to verify with", body = Problem,
+            content_type = "application/problem+json"),
+))]
+pub(super) async fn notification(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> AppResult<Json<NotificationReceipt>> {
+    let Some(midtrans) = state.midtrans.as_ref() else {
+        return Err(AppError::Unavailable(anyhow::anyhow!(
+            "a Midtrans notification arrived but MIDTRANS_SERVER_KEY is not set"
+        )));
+    };
+    let signed: Signed = serde_json::from_slice(&body).map_err(|_| AppError::BadRequest {
+        status: axum::http::StatusCode::BAD_REQUEST,
+        code: "malformed_json",
+        detail: Cow::Borrowed("The notification is not a JSON object of strings."),
+    })?;
+    let (Some(order_id), Some(status_code), Some(gross_amount), Some(signature_key)) = (
+        signed.order_id.as_deref(),
+        signed.status_code.as_deref(),
+        signed.gross_amount.as_deref(),
+        signed.signature_key.as_deref(),
+    ) else {
+        return Err(bad_signature());
+    };
+    if !midtrans.verify_signature(order_id, status_code, gross_amount, signature_key) {
+        tracing::warn!(
+            order_id,
+            "Midtrans notification with a wrong signature refused"
+        );
+        return Err(bad_signature());
+    }
+    let donation_id: Option<Uuid> = match Uuid::parse_str(order_id) {
+        Ok(transaction_id) => {
+            sqlx::query_scalar("SELECT id FROM donations WHERE transaction_id = $1")
+                .bind(transaction_id)
+                .fetch_optional(&state.db)
+                .await?
+        }
+        Err(_) => None,
+    };
+    let Some(donation_id) = donation_id else {
+        tracing::warn!(order_id, "Midtrans notification for an unknown order");
+        return Err(AppError::NotFound {
+            code: "unknown_order",
+            detail: Cow::Borrowed("No donation has this order id."),
+        });
+    };
+    let notification_id: Uuid = sqlx::query_scalar(
+        "INSERT INTO payment_notifications (donation_id, order_id, transaction_status, raw)
+         VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind(donation_id)
+    .bind(order_id)
+    .bind(signed.transaction_status.as_deref().unwrap_or_default())
+    .bind(String::from_utf8_lossy(&body).as_ref())
+    .fetch_one(&state.db)
+    .await?;
+    if let Err(e) = state
+        .jobs
+        .enqueue(Job::ProcessNotification { notification_id })
+        .await
+    {
+        // Stored is what matters: reconciliation queues unprocessed notifications later.
+        tracing::warn!(%notification_id, cause = %e, "could not queue a notification; reconciliation will");
+    }
+    tracing::info!(order_id, %notification_id, transaction_status = signed.transaction_status.as_deref().unwrap_or_default(), "Midtrans notification received");
+    Ok(Json(NotificationReceipt {
+        received: true,
+        notification_id,
+    }))
+}

@@ -1,0 +1,33 @@
+//! Payments: the Midtrans client Siaran uses, and the local Midtrans that stands in for it in
+//! development and tests (`siaran midtrans-sandbox`).
+
+pub mod midtrans;
+pub mod sandbox;
+
+pub use midtrans::{Midtrans, MidtransError, StatusAnswer};
+
+/// An amount in whole rupiah as Indonesians write it: `Rp 1.250.000`.
+#[must_use]
+pub fn rupiah(amount: i64) -> String {
+    let digits = amount.unsigned_abs().to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            grouped.push('.');
+        }
+        grouped.push(c);
+    }
+    format!("Rp {}{grouped}", if amount < 0 { "-" } else { "" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_written_the_indonesian_way() {
+        assert_eq!(rupiah(10_000), "Rp 10.000");
+        assert_eq!(rupiah(1_250_000), "Rp 1.250.000");
+        assert_eq!(rupiah(500), "Rp 500");
+    }
+}

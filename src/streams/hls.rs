@@ -1,0 +1,130 @@
+//! `/hls/{stream_id}/{file}`: a stream's playlist, segments and thumbnail, straight from the
+//! directory the media core writes.
+//!
+//! Only three kinds of names are served (`index.m3u8`, `<n>.ts`, `thumbnail.jpg`) under a
+//! stream id that parsed as a UUID, so no request can reach outside a stream's directory. The
+//! playlist changes every segment and must not be cached; a segment never changes once listed.
+
+use std::borrow::Cow;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use uuid::Uuid;
+
+use crate::error::{AppError, AppResult, Problem};
+use crate::http::extract::Path;
+use crate::state::AppState;
+
+use super::stream_not_found;
+
+/// What a file name in a stream's directory is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HlsFile {
+    Playlist,
+    Segment,
+    Thumbnail,
+}
+
+impl HlsFile {
+    fn parse(name: &str) -> Option<Self> {
+        if name == media::PLAYLIST {
+            return Some(Self::Playlist);
+        }
+        if name == media::THUMBNAIL {
+            return Some(Self::Thumbnail);
+        }
+        let digits = name.strip_suffix(".ts")?;
+        (!digits.is_empty() && digits.len() <= 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then_some(Self::Segment)
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::Playlist => "application/vnd.apple.mpegurl",
+            Self::Segment => "video/mp2t",
+            Self::Thumbnail => "image/jpeg",
+        }
+    }
+
+    fn cache_control(self) -> &'static str {
+        match self {
+            // A live playlist changes every couple of seconds.
+            Self::Playlist => "no-cache, no-store",
+            // A segment is final once listed; kept short as its name may be reused by a later
+            // run of the same stream.
+            Self::Segment => "public, max-age=60",
+            Self::Thumbnail => "public, max-age=5",
+        }
+    }
+}
+
+/// A stream's HLS playlist (`index.m3u8`), one of its segments (`<n>.ts`), or its thumbnail
+/// (`thumbnail.jpg`, a recent frame, refreshed every ~10 s while live).
+#[utoipa::path(get, path = "/hls/{stream_id}/{file}", tag = "streams", params(
+        ("stream_id" = Uuid, Path),
+        ("file" = String, Path, description = "`index.m3u8`, `<n>.ts` or `thumbnail.jpg`"),
+    ), responses(
+        (status = 200, description = "The file (`application/vnd.apple.mpegurl`, `video/mp2t` or `image/jpeg`)",
+            body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 404, description = "No such stream or file", body = Problem, content_type = "application/problem+json"),
+))]
+pub(super) async fn serve(
+    State(state): State<AppState>,
+    Path((stream_id, file)): Path<(Uuid, String)>,
+) -> AppResult<Response> {
+    let kind = HlsFile::parse(&file).ok_or_else(|| AppError::NotFound {
+        code: "not_found",
+        detail: Cow::Borrowed("No such HLS file."),
+    })?;
+    let dir = media::stream_dir(&state.config.hls_dir, &stream_id.to_string());
+    let bytes = match tokio::fs::read(dir.join(&file)).await {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(if tokio::fs::try_exists(&dir).await.unwrap_or(false) {
+                AppError::NotFound {
+                    code: "not_found",
+                    detail: Cow::Borrowed("No such HLS file (it may have left the live window)."),
+                }
+            } else {
+                stream_not_found()
+            });
+        }
+        Err(e) => return Err(AppError::Internal(e.into())),
+    };
+    let mut response = Body::from(bytes).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(kind.content_type()),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(kind.cache_control()),
+    );
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_hls_names_are_served() {
+        assert_eq!(HlsFile::parse("index.m3u8"), Some(HlsFile::Playlist));
+        assert_eq!(HlsFile::parse("12.ts"), Some(HlsFile::Segment));
+        assert_eq!(HlsFile::parse("thumbnail.jpg"), Some(HlsFile::Thumbnail));
+        for name in [
+            "../x.ts",
+            ".ts",
+            "a.ts",
+            "index.m3u8.tmp",
+            "..",
+            "1.ts/..",
+            "%2e%2e",
+        ] {
+            assert_eq!(HlsFile::parse(name), None, "{name}");
+        }
+    }
+}

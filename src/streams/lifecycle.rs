@@ -1,0 +1,172 @@
+//! A stream's live state: going live, ending, its health — in PostgreSQL (the truth), in Redis
+//! (health, shared by every server process) and announced through [`Events`](crate::live::events).
+//!
+//! Each transition is a conditional update, so that whichever path ends a stream first (the
+//! publisher leaving, the owner's stop, a key rotation, staff) announces it, and only once.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use redis::AsyncCommands;
+use uuid::Uuid;
+
+use crate::live::events::{EventData, StreamEnded, StreamError, StreamHealth, StreamLive};
+use crate::state::AppState;
+
+use super::model::HealthMap;
+
+/// Health outlives its reporting interval a little; a stream that stops reporting loses it.
+const HEALTH_TTL: Duration = Duration::from_secs(10);
+
+fn health_key(state: &AppState, stream_id: Uuid) -> String {
+    state.redis.key(&format!("stream:{stream_id}:health"))
+}
+
+async fn announce(state: &AppState, stream_id: Uuid, event: EventData) {
+    let kind = event.kind();
+    if let Err(e) = state.events.publish(stream_id, event).await {
+        tracing::warn!(%stream_id, kind, cause = %e, "publishing a stream event failed");
+    }
+}
+
+/// The publisher's media is flowing: the stream is live.
+pub async fn went_live(state: &AppState, stream_id: Uuid) -> sqlx::Result<()> {
+    let started_at: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "UPDATE streams SET is_active = true, started_at = now(), ended_at = NULL
+         WHERE id = $1 AND ended_at IS NULL RETURNING started_at",
+    )
+    .bind(stream_id)
+    .fetch_optional(&state.db)
+    .await?
+    .flatten();
+    let Some(started_at) = started_at else {
+        // Stopped (or deleted) between the publish and its first frame: it stays ended.
+        state.ingest.stop(stream_id);
+        return Ok(());
+    };
+    {
+        tracing::info!(%stream_id, "stream live");
+        announce(
+            state,
+            stream_id,
+            EventData::StreamLive(StreamLive {
+                stream_id,
+                started_at,
+            }),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Marks the stream ended (if it was live) and announces it. `None` if it was not live.
+pub async fn mark_ended(state: &AppState, stream_id: Uuid) -> sqlx::Result<Option<DateTime<Utc>>> {
+    let ended_at: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
+        "UPDATE streams SET is_active = false, ended_at = now()
+         WHERE id = $1 AND is_active RETURNING ended_at",
+    )
+    .bind(stream_id)
+    .fetch_optional(&state.db)
+    .await?;
+    let Some(Some(ended_at)) = ended_at else {
+        return Ok(None);
+    };
+    tracing::info!(%stream_id, "stream ended");
+    clear_health(state, stream_id).await;
+    announce(
+        state,
+        stream_id,
+        EventData::StreamEnded(StreamEnded {
+            stream_id,
+            ended_at,
+        }),
+    )
+    .await;
+    Ok(Some(ended_at))
+}
+
+/// Ends a live stream: disconnects its publisher (when this process ingests it) and marks it
+/// ended. The one way to end a stream, for its owner's stop, key rotation and staff.
+pub async fn end_stream(state: &AppState, stream_id: Uuid) -> sqlx::Result<Option<DateTime<Utc>>> {
+    state.ingest.stop(stream_id);
+    mark_ended(state, stream_id).await
+}
+
+/// Ends every live stream of a user (their key was rotated).
+pub async fn end_streams_of(state: &AppState, user_id: Uuid) -> sqlx::Result<()> {
+    let live: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM streams WHERE streamer_id = $1 AND is_active")
+            .bind(user_id)
+            .fetch_all(&state.db)
+            .await?;
+    for stream_id in live {
+        end_stream(state, stream_id).await?;
+    }
+    Ok(())
+}
+
+/// Keeps the latest health for the stream JSON and announces it.
+pub async fn report_health(state: &AppState, stream_id: Uuid, health: StreamHealth) {
+    if let Ok(json) = serde_json::to_string(&health) {
+        let stored: redis::RedisResult<()> = async {
+            let mut conn = state.redis.conn().await?;
+            conn.set_ex(health_key(state, stream_id), json, HEALTH_TTL.as_secs())
+                .await
+        }
+        .await;
+        if let Err(e) = stored {
+            tracing::debug!(%stream_id, cause = %e, "storing stream health failed");
+        }
+    }
+    announce(state, stream_id, EventData::StreamHealth(health)).await;
+}
+
+/// Announces that the media core refused or lost the stream.
+pub async fn report_error(state: &AppState, stream_id: Uuid, code: &str, message: String) {
+    announce(
+        state,
+        stream_id,
+        EventData::StreamError(StreamError {
+            code: code.to_owned(),
+            message,
+        }),
+    )
+    .await;
+}
+
+async fn clear_health(state: &AppState, stream_id: Uuid) {
+    let result: redis::RedisResult<()> = async {
+        let mut conn = state.redis.conn().await?;
+        conn.del(health_key(state, stream_id)).await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::debug!(%stream_id, cause = %e, "clearing stream health failed");
+    }
+}
+
+/// The latest health of each stream that has one. Empty when Redis is unavailable: health is a
+/// nicety, never a reason to fail a request.
+pub async fn health(state: &AppState, stream_ids: &[Uuid]) -> HealthMap {
+    if stream_ids.is_empty() {
+        return HashMap::new();
+    }
+    let keys: Vec<String> = stream_ids.iter().map(|id| health_key(state, *id)).collect();
+    let values: redis::RedisResult<Vec<Option<String>>> = async {
+        let mut conn = state.redis.conn().await?;
+        redis::cmd("MGET").arg(&keys).query_async(&mut conn).await
+    }
+    .await;
+    match values {
+        Ok(values) => stream_ids
+            .iter()
+            .zip(values)
+            .filter_map(|(id, v)| Some((*id, serde_json::from_str(&v?).ok()?)))
+            .collect(),
+        Err(e) => {
+            tracing::debug!(cause = %e, "reading stream health failed");
+            HashMap::new()
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! How a live stream ends, or survives its publisher being replaced.
+
+use std::time::Duration;
+
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::support::{
+    PATIENCE, Publisher, Source, TestApp, decode_errors, ended, event_kinds, final_playlist,
+    live_stream_of, playlist_url, playlist_with, segments, streamer,
+};
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn a_second_publish_with_the_same_key_takes_over(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let (budi, url) = streamer(&app, "budi").await;
+    let mut first = Publisher::start(&url, Source::AudioVideo, 60);
+    let id = live_stream_of(&app, &budi).await;
+    playlist_with(&app, id, 1).await;
+
+    let mut second = Publisher::start(&url, Source::AudioVideo, 4);
+
+    assert!(
+        first.exited_within(PATIENCE).await.is_some(),
+        "the first publisher is disconnected"
+    );
+    assert!(second.exited_within(PATIENCE).await.is_some());
+    ended(&app, id, Duration::from_secs(10)).await;
+    let playlist = final_playlist(&app, id, Duration::from_secs(10)).await;
+    assert!(playlist.contains("#EXT-X-DISCONTINUITY\n"), "{playlist}");
+    let streams: i64 = sqlx::query_scalar("SELECT count(*) FROM streams WHERE streamer_id = $1")
+        .bind(budi.id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(streams, 1, "the same stream continued");
+    let kinds = event_kinds(&app, id).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "stream.live").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "stream.ended").count(),
+        1,
+        "{kinds:?}"
+    );
+    let errors = decode_errors(&playlist_url(&app, id)).await;
+    assert!(
+        errors.is_empty(),
+        "decoding across the discontinuity: {errors}"
+    );
+}
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn a_killed_publisher_ends_the_stream_within_ten_seconds(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let (budi, url) = streamer(&app, "budi").await;
+    let mut publisher = Publisher::start(&url, Source::AudioVideo, 60);
+    let id = live_stream_of(&app, &budi).await;
+    playlist_with(&app, id, 1).await;
+
+    publisher.kill().await;
+
+    ended(&app, id, Duration::from_secs(10)).await;
+    let playlist = final_playlist(&app, id, Duration::from_secs(10)).await;
+    assert!(
+        playlist.trim_end().ends_with("#EXT-X-ENDLIST"),
+        "{playlist}"
+    );
+    let kinds = event_kinds(&app, id).await;
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("stream.ended"),
+        "{kinds:?}"
+    );
+}
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn stopping_a_stream_disconnects_its_publisher(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let (budi, url) = streamer(&app, "budi").await;
+    let mut publisher = Publisher::start(&url, Source::VideoOnly, 60);
+    let id = live_stream_of(&app, &budi).await;
+
+    let response = app
+        .post_as(
+            &format!("/api/streams/{id}/stop"),
+            &budi.access_token,
+            &json!({}),
+        )
+        .await;
+
+    assert_eq!(response.status(), 200);
+    assert!(
+        publisher.exited_within(PATIENCE).await.is_some(),
+        "the publisher is disconnected"
+    );
+    final_playlist(&app, id, Duration::from_secs(10)).await;
+    let kinds = event_kinds(&app, id).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "stream.ended").count(),
+        1,
+        "{kinds:?}"
+    );
+}
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn rotating_the_key_disconnects_the_publisher(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let (budi, url) = streamer(&app, "budi").await;
+    let mut publisher = Publisher::start(&url, Source::VideoOnly, 60);
+    let id = live_stream_of(&app, &budi).await;
+
+    app.post_as("/api/users/me/stream-key", &budi.access_token, &json!({}))
+        .await;
+
+    assert!(
+        publisher.exited_within(PATIENCE).await.is_some(),
+        "the publisher is disconnected"
+    );
+    ended(&app, id, Duration::from_secs(10)).await;
+    let mut again = Publisher::start(&url, Source::VideoOnly, 30);
+    let status = again
+        .exited_within(PATIENCE)
+        .await
+        .expect("the old key is refused");
+    assert!(!status.success());
+}
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn shutting_down_ends_live_streams_cleanly(db: PgPool) {
+    let mut app = TestApp::spawn(db).await;
+    let (budi, url) = streamer(&app, "budi").await;
+    let mut publisher = Publisher::start(&url, Source::VideoOnly, 60);
+    let id = live_stream_of(&app, &budi).await;
+    playlist_with(&app, id, 1).await;
+
+    app.shut_down().await;
+
+    assert!(publisher.exited_within(PATIENCE).await.is_some());
+    // The server closed its pool on the way out; look with a connection of our own.
+    let options = app.db.connect_options().as_ref().clone();
+    let db = PgPool::connect_with(options).await.unwrap();
+    let (live, ended_at): (bool, Option<chrono::DateTime<chrono::Utc>>) =
+        sqlx::query_as("SELECT is_active, ended_at FROM streams WHERE id = $1")
+            .bind(id)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert!(
+        !live && ended_at.is_some(),
+        "the stream was ended before the server stopped"
+    );
+    let playlist =
+        std::fs::read_to_string(app.hls_dir.join(id.to_string()).join("index.m3u8")).unwrap();
+    assert!(playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+    assert!(!segments(&playlist).is_empty());
+}

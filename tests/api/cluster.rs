@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
-use crate::helpers::TEST_JWT_SECRET;
+use crate::helpers::{TEST_JWT_SECRET, database_url};
 use crate::ws::{Ws, create_stream, quick_user};
 
 /// A `siaran serve` child process, killed when dropped.
@@ -26,19 +26,10 @@ struct Server {
 
 impl Server {
     async fn start(db: &PgPool, redis_url: &str, prefix: &str, viewers_interval: u64) -> Self {
-        let base = std::env::var("DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://siaran:siaran@127.0.0.1:5432/siaran".to_owned());
-        let mut database_url = reqwest::Url::parse(&base).expect("DATABASE_URL");
-        let name = db
-            .connect_options()
-            .get_database()
-            .expect("the test database's name")
-            .to_owned();
-        database_url.set_path(&format!("/{name}"));
         let hls_dir = std::env::temp_dir().join(format!("siaran-cluster-hls-{}", Uuid::new_v4()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_siaran"))
             .arg("serve")
-            .env("DATABASE_URL", database_url.as_str())
+            .env("DATABASE_URL", database_url(db))
             .env("REDIS_URL", redis_url)
             .env("SIARAN_REDIS_PREFIX", prefix)
             .env("SIARAN_HTTP_ADDR", "127.0.0.1:0")

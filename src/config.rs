@@ -112,6 +112,10 @@ pub struct Config {
     #[command(flatten)]
     pub smtp: SmtpConfig,
 
+    /// Sockets and viewer counts.
+    #[command(flatten)]
+    pub live: crate::live::LiveConfig,
+
     /// Donation rules.
     #[command(flatten)]
     pub donations: DonationsConfig,

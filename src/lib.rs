@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod auth;
 pub mod cli;
+pub mod comments;
 pub mod config;
 pub mod db;
 pub mod donations;

@@ -16,6 +16,8 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "auth", description = "Registration, login and sessions"),
         (name = "users", description = "The signed-in user's account"),
+        (name = "comments", description = "Live comments on streams"),
+        (name = "live", description = "WebSockets (stream events, OBS overlay) and overlay tokens"),
         (name = "streams", description = "Streams, stream keys and HLS playback"),
         (name = "donations", description = "Donations (Midtrans and bank transfer), payment notifications, history, payout account and blocked words"),
         (name = "operations", description = "Health and metrics"),

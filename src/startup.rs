@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::ingest::KeyAuthorizer;
 use crate::jobs::{self, JobQueue};
 use crate::kv::Redis;
+use crate::live::Live;
 use crate::live::events::Events;
 use crate::mail::Mailer;
 use crate::payments::Midtrans;
@@ -62,6 +63,8 @@ impl Application {
                 })?;
         let mut state = build_state(config, db).await?;
         state.ingest = ingest.handle();
+        // Sockets, the Redis subscription and viewer counts belong to serving processes only.
+        Live::start(&state);
         let router = http::router(state.clone());
         Ok(Self {
             state,
@@ -159,19 +162,31 @@ pub async fn build_state(config: Config, db: PgPool) -> anyhow::Result<AppState>
     }
     // A process without an RTMP listener (the worker) cannot stop a publisher itself.
     let ingest = media::IngestHandle::detached(config.hls_dir.clone());
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let events = Events::new(db.clone(), redis.clone());
+    let live = Live::new(
+        &config.live,
+        events.clone(),
+        shutdown.clone(),
+        tasks.clone(),
+    );
+    let comments = crate::comments::writer::Writer::new(db.clone(), events.clone(), tasks.clone());
     Ok(AppState {
         jobs: JobQueue::new(redis.clone(), config.jobs.clone()),
         config: Arc::new(config),
         db,
-        events: Events::new(redis.clone()),
+        events,
+        live,
+        comments,
         ingest,
         redis,
         jwt: Arc::new(jwt),
         mailer,
         midtrans,
         metrics: metrics_handle(),
-        shutdown: CancellationToken::new(),
-        tasks: TaskTracker::new(),
+        shutdown,
+        tasks,
     })
 }
 

@@ -12,6 +12,7 @@ use crate::auth::jwt::JwtKeys;
 use crate::config::Config;
 use crate::jobs::JobQueue;
 use crate::kv::Redis;
+use crate::live::Live;
 use crate::live::events::Events;
 use crate::mail::Mailer;
 use crate::payments::Midtrans;
@@ -24,6 +25,10 @@ pub struct AppState {
     pub jwt: Arc<JwtKeys>,
     /// Publishes live events (comments, donations, stream state) to every server process.
     pub events: Events,
+    /// This process's sockets, hubs and Redis subscription for live events.
+    pub live: Live,
+    /// Stores comments in per-stream batches.
+    pub comments: crate::comments::writer::Writer,
     /// The RTMP ingest of this process: stop a stream's publisher, find its HLS.
     pub ingest: media::IngestHandle,
     /// The background job queue (Redis).

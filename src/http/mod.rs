@@ -26,7 +26,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::Problem;
 use crate::state::AppState;
-use crate::{admin, auth, donations, openapi, streams, users};
+use crate::{admin, auth, comments, donations, live, openapi, streams, users};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Requests (not WebSocket sessions, which are upgraded before this applies) must finish within this.
@@ -41,6 +41,8 @@ pub fn api() -> (Router<AppState>, OpenApi) {
         .merge(admin::router())
         .merge(streams::router())
         .merge(donations::router())
+        .merge(comments::router())
+        .merge(live::router())
         .split_for_parts()
 }
 
@@ -59,7 +61,7 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
-            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id)
+            tracing::info_span!("http", method = %req.method(), path = %live::overlay::loggable_path(req.uri().path()), request_id)
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)

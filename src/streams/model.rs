@@ -61,16 +61,19 @@ pub struct StreamView {
     pub thumbnail_url: Option<String>,
     /// Inbound media health, while live and measured.
     pub health: Option<StreamHealth>,
+    /// Open `/ws/stream/{id}/` sockets over all server processes (updated every few seconds).
+    pub viewer_count: u64,
 }
 
 impl StreamView {
-    fn new(stream: Stream, base: &str, health: Option<StreamHealth>) -> Self {
+    fn new(stream: Stream, base: &str, health: Option<StreamHealth>, viewer_count: u64) -> Self {
         let live = stream.is_active;
         let url = |file: &str| live.then(|| format!("{base}/hls/{}/{file}", stream.id));
         Self {
             hls_url: url(media::PLAYLIST),
             thumbnail_url: url(media::THUMBNAIL),
             health: health.filter(|_| live),
+            viewer_count,
             id: stream.id,
             title: stream.title,
             description: stream.description,
@@ -85,33 +88,45 @@ impl StreamView {
         }
     }
 
-    /// Views of `streams`, with the health of those that are live.
+    /// Views of `streams`, with the health and viewer counts of those that are live.
     pub async fn many(state: &AppState, streams: Vec<Stream>) -> Vec<Self> {
         let live: Vec<Uuid> = streams
             .iter()
             .filter(|s| s.is_active)
             .map(|s| s.id)
             .collect();
-        let mut health = super::lifecycle::health(state, &live).await;
+        let (mut health, viewers) = tokio::join!(
+            super::lifecycle::health(state, &live),
+            crate::live::viewers::counts(state, &live)
+        );
         let base = state.config.public_base();
         streams
             .into_iter()
             .map(|s| {
                 let h = health.remove(&s.id);
-                Self::new(s, base, h)
+                let v = viewers.get(&s.id).copied().unwrap_or(0);
+                Self::new(s, base, h, v)
             })
             .collect()
     }
 
     pub async fn one(state: &AppState, stream: Stream) -> Self {
-        let health = if stream.is_active {
-            super::lifecycle::health(state, &[stream.id])
-                .await
-                .remove(&stream.id)
+        let (health, viewers) = if stream.is_active {
+            let ids = [stream.id];
+            let (mut health, viewers) = tokio::join!(
+                super::lifecycle::health(state, &ids),
+                crate::live::viewers::counts(state, &ids)
+            );
+            (health.remove(&stream.id), viewers.get(&stream.id).copied())
         } else {
-            None
+            (None, None)
         };
-        Self::new(stream, state.config.public_base(), health)
+        Self::new(
+            stream,
+            state.config.public_base(),
+            health,
+            viewers.unwrap_or(0),
+        )
     }
 }
 

@@ -305,3 +305,19 @@ pub fn field_errors(problem: &Value) -> Vec<(String, String)> {
         })
         .unwrap_or_default()
 }
+
+/// The connection URL of a test's own database, for processes the test starts (`siaran worker`,
+/// a second `siaran serve`).
+pub fn database_url(db: &PgPool) -> String {
+    let base = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://siaran:siaran@127.0.0.1:5432/siaran".to_owned());
+    let name = db
+        .connect_options()
+        .get_database()
+        .expect("test database name")
+        .to_owned();
+    let (server, _) = base
+        .rsplit_once('/')
+        .expect("DATABASE_URL names a database");
+    format!("{server}/{name}")
+}

@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 use sqlx::PgPool;
 
 use crate::donation_support::{Payments, closed_port, donation_id, published_events};
+use crate::helpers::database_url;
 
 #[sqlx::test(migrator = "siaran::db::MIGRATOR")]
 async fn failing_jobs_are_retried_with_backoff_then_dead_lettered(db: PgPool) {
@@ -56,20 +57,6 @@ async fn failing_jobs_are_retried_with_backoff_then_dead_lettered(db: PgPool) {
 }
 
 /// The database URL a subprocess needs to reach this test's own database.
-fn database_url(db: &PgPool) -> String {
-    let base = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://siaran:siaran@127.0.0.1:5432/siaran".to_owned());
-    let name = db
-        .connect_options()
-        .get_database()
-        .expect("test database name")
-        .to_owned();
-    let (server, _) = base
-        .rsplit_once('/')
-        .expect("DATABASE_URL names a database");
-    format!("{server}/{name}")
-}
-
 #[sqlx::test(migrator = "siaran::db::MIGRATOR")]
 async fn a_job_whose_worker_is_killed_midway_is_done_once_by_another(db: PgPool) {
     let env = Payments::spawn_with(db.clone(), |c| c.jobs.workers = 0).await;

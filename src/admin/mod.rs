@@ -20,6 +20,7 @@ use crate::error::{AppError, AppResult, Problem};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::{PageParams, Paginated};
 use crate::state::AppState;
+use crate::streams::model::{SELECT_STREAM, Stream};
 use crate::users::model::{PublicUser, User, UserView};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -204,37 +205,22 @@ pub struct AdminStream {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(sqlx::FromRow)]
-struct AdminStreamRow {
-    id: Uuid,
-    title: String,
-    streamer_id: Uuid,
-    streamer_username: String,
-    is_active: bool,
-    started_at: Option<DateTime<Utc>>,
-    ended_at: Option<DateTime<Utc>>,
-    created_at: DateTime<Utc>,
-}
-
-impl From<AdminStreamRow> for AdminStream {
-    fn from(r: AdminStreamRow) -> Self {
+impl From<Stream> for AdminStream {
+    fn from(s: Stream) -> Self {
         Self {
-            id: r.id,
-            title: r.title,
+            id: s.id,
+            title: s.title,
             streamer: PublicUser {
-                id: r.streamer_id,
-                username: r.streamer_username,
+                id: s.streamer_id,
+                username: s.streamer_username,
             },
-            is_live: r.is_active,
-            started_at: r.started_at,
-            ended_at: r.ended_at,
-            created_at: r.created_at,
+            is_live: s.is_active,
+            started_at: s.started_at,
+            ended_at: s.ended_at,
+            created_at: s.created_at,
         }
     }
 }
-
-const STREAM_COLUMNS: &str = "s.id, s.title, s.streamer_id, u.username AS streamer_username,
-    s.is_active, s.started_at, s.ended_at, s.created_at";
 
 /// Streams, live ones first, then newest.
 #[utoipa::path(get, path = "/api/admin/streams", tag = "admin", security(("bearer" = [])),
@@ -271,9 +257,8 @@ async fn list_streams(
     .bind(search.live)
     .fetch_one(&state.db)
     .await?;
-    let rows: Vec<AdminStreamRow> = sqlx::query_as(&format!(
-        "SELECT {STREAM_COLUMNS} FROM streams s JOIN users u ON u.id = s.streamer_id
-         WHERE {filter}
+    let rows: Vec<Stream> = sqlx::query_as(&format!(
+        "{SELECT_STREAM} WHERE {filter}
          ORDER BY s.is_active DESC, coalesce(s.started_at, s.created_at) DESC, s.id
          LIMIT $3 OFFSET $4"
     ))
@@ -318,14 +303,10 @@ async fn end_stream(
     Ok(Json(find_stream(&state, id).await?.into()))
 }
 
-async fn find_stream(state: &AppState, id: Uuid) -> AppResult<AdminStreamRow> {
-    sqlx::query_as(&format!(
-        "SELECT {STREAM_COLUMNS} FROM streams s JOIN users u ON u.id = s.streamer_id WHERE s.id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(&state.db)
-    .await?
-    .ok_or_else(|| AppError::not_found("Stream"))
+async fn find_stream(state: &AppState, id: Uuid) -> AppResult<Stream> {
+    Stream::find(&state.db, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("Stream"))
 }
 
 // ---------------------------------------------------------------------------------------------

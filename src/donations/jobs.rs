@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
-use sqlx::FromRow;
+use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
 
 use super::emails;
@@ -231,9 +231,8 @@ pub async fn deliver_outbox(state: &AppState, outbox_id: Uuid) -> anyhow::Result
     if row.delivered_at.is_some() {
         return Ok(());
     }
-    let result = produce(state, row.donation_id, &row.kind).await;
-    match result {
-        Ok(()) => {
+    match produce(state, &mut tx, row.donation_id, &row.kind).await {
+        Ok(event) => {
             sqlx::query(
                 "UPDATE donation_outbox SET delivered_at = now(), attempts = attempts + 1, last_error = NULL
                   WHERE id = $1",
@@ -241,7 +240,24 @@ pub async fn deliver_outbox(state: &AppState, outbox_id: Uuid) -> anyhow::Result
             .bind(outbox_id)
             .execute(&mut *tx)
             .await?;
+            // The alert is stored in the stream's event log by this same transaction, so it
+            // exists exactly once whatever happens to this worker; sockets hear of it after the
+            // commit (and catch up from the log if this announcement is lost).
+            let event = match event {
+                Some(event) => Some(
+                    state
+                        .events
+                        .record(&mut tx, event.0, event.1)
+                        .await
+                        .context("recording donation.received")?,
+                ),
+                None => None,
+            };
             tx.commit().await?;
+            if let Some(recorded) = event {
+                tracing::info!(%outbox_id, event_id = recorded.envelope.id, "donation.received published");
+                state.events.announce(&recorded).await;
+            }
             Ok(())
         }
         Err(e) => {
@@ -286,10 +302,17 @@ pub async fn parties(state: &AppState, donation: &Donation) -> sqlx::Result<Part
     .await
 }
 
-async fn produce(state: &AppState, donation_id: Uuid, kind: &str) -> anyhow::Result<()> {
+/// Produces one outbox effect. Emails are sent here; the live alert is returned (stream id and
+/// event) for the caller to record in its transaction.
+async fn produce(
+    state: &AppState,
+    conn: &mut PgConnection,
+    donation_id: Uuid,
+    kind: &str,
+) -> anyhow::Result<Option<(Uuid, EventData)>> {
     let donation: Donation = sqlx::query_as("SELECT * FROM donations WHERE id = $1")
         .bind(donation_id)
-        .fetch_one(&state.db)
+        .fetch_one(&mut *conn)
         .await?;
     let parties = parties(state, &donation).await?;
     let public_name = if donation.is_anonymous {
@@ -301,31 +324,25 @@ async fn produce(state: &AppState, donation_id: Uuid, kind: &str) -> anyhow::Res
             .unwrap_or_else(|| ANONYMOUS.to_owned())
     };
     match kind {
-        "event_received" => {
-            let event = EventData::DonationReceived(DonationReceived {
+        "event_received" => Ok(Some((
+            donation.stream_id,
+            EventData::DonationReceived(DonationReceived {
                 donation_id: donation.id,
                 amount: donation.rupiah(),
                 currency: CURRENCY.to_owned(),
                 message: donation.message.clone(),
                 donor_name: public_name,
                 payment_method: donation.payment_method.clone(),
-            });
-            let envelope = state
-                .events
-                .publish(donation.stream_id, event)
-                .await
-                .context("publishing donation.received")?;
-            tracing::info!(donation_id = %donation.id, event_id = envelope.id, "donation.received published");
-            Ok(())
-        }
+            }),
+        ))),
         "email_streamer_received" => {
             let email = emails::streamer_received(state, &donation, &parties, &public_name);
-            state.mailer.send(&email).await
+            state.mailer.send(&email).await.map(|()| None)
         }
         kind => {
             let (Some(name), Some(address)) = (&parties.donor_name, &parties.donor_email) else {
                 // The donor deleted their account: nobody to write to.
-                return Ok(());
+                return Ok(None);
             };
             let email = match kind {
                 "email_donor_receipt" => {
@@ -336,7 +353,7 @@ async fn produce(state: &AppState, donation_id: Uuid, kind: &str) -> anyhow::Res
                 }
                 other => anyhow::bail!("unknown outbox kind {other}"),
             };
-            state.mailer.send(&email).await
+            state.mailer.send(&email).await.map(|()| None)
         }
     }
 }

@@ -147,12 +147,18 @@ pub async fn generate(db: &PgPool) -> anyhow::Result<Report> {
                 let created = started + Duration::minutes(5 + 10 * k as i64);
                 // Bank transfers carry the reference the donor wrote in the note ("DEMO" has an
                 // O, which real codes never do) and expire after 48 h; Midtrans orders after a day.
-                let expires = created
-                    + if bank_transfer {
-                        Duration::hours(48)
-                    } else {
-                        Duration::days(1)
-                    };
+                // Pending ones count from now, so the demo still has transfers waiting to be
+                // confirmed instead of the reconciler expiring them on the first run.
+                let validity = if bank_transfer {
+                    Duration::hours(48)
+                } else {
+                    Duration::days(1)
+                };
+                let expires = if *status == "pending" {
+                    Utc::now() + validity
+                } else {
+                    created + validity
+                };
                 sqlx::query(
                     "INSERT INTO donations (stream_id, donor_id, amount, message, payment_method, status, created_at,
                                             is_anonymous, reference_code, expires_at, completed_at, status_reason,

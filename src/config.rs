@@ -84,6 +84,20 @@ pub struct Config {
     #[arg(long, env = "SIARAN_HLS_DIR", default_value = "hls-out")]
     pub hls_dir: PathBuf,
 
+    /// Seconds a live stream may go without a heartbeat from the server process ingesting it
+    /// before it is ended (that process died). Heartbeats come every sixth of this, at most 5 s.
+    #[arg(long, env = "SIARAN_INGEST_STALE_SECS", default_value_t = 30)]
+    pub ingest_stale_secs: u64,
+
+    /// Seconds an ended stream's HLS playlist and segments stay on disk (its thumbnail stays,
+    /// for the list of past streams).
+    #[arg(long, env = "SIARAN_HLS_RETENTION_SECS", default_value_t = 3600)]
+    pub hls_retention_secs: u64,
+
+    /// Seconds between checks of `SIARAN_HLS_DIR` for files past their retention.
+    #[arg(long, env = "SIARAN_HLS_SWEEP_SECS", default_value_t = 300)]
+    pub hls_sweep_secs: u64,
+
     /// Directory of the built frontend (served at `/`).
     #[arg(long, env = "SIARAN_FRONTEND_DIR", default_value = "frontend/dist")]
     pub frontend_dir: PathBuf,

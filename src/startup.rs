@@ -24,6 +24,7 @@ use crate::live::events::Events;
 use crate::mail::Mailer;
 use crate::payments::Midtrans;
 use crate::state::AppState;
+use crate::streams::housekeeping;
 use crate::{db, http};
 
 /// How long background tasks get to finish after the HTTP server has stopped.
@@ -115,6 +116,12 @@ impl Application {
         state
             .tasks
             .spawn(crate::ingest::bridge(state.clone(), media_events));
+        state
+            .tasks
+            .spawn(housekeeping::run_ingest_watch(state.clone()));
+        state
+            .tasks
+            .spawn(housekeeping::run_hls_retention(state.clone()));
         axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),

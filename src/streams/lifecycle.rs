@@ -45,6 +45,10 @@ pub async fn went_live(state: &AppState, stream_id: Uuid) -> sqlx::Result<()> {
         state.ingest.stop(stream_id);
         return Ok(());
     };
+    // The first heartbeat, so that the stream is never swept as orphaned before the next.
+    if let Err(e) = heartbeat(state, &[stream_id]).await {
+        tracing::warn!(%stream_id, cause = %e, "recording the ingest heartbeat failed");
+    }
     {
         tracing::info!(%stream_id, "stream live");
         announce(
@@ -73,6 +77,18 @@ pub async fn mark_ended(state: &AppState, stream_id: Uuid) -> sqlx::Result<Optio
         return Ok(None);
     };
     tracing::info!(%stream_id, "stream ended");
+    if let Err(e) = sqlx::query("DELETE FROM stream_ingests WHERE stream_id = $1")
+        .bind(stream_id)
+        .execute(&state.db)
+        .await
+    {
+        tracing::debug!(%stream_id, cause = %e, "clearing the ingest heartbeat failed");
+    }
+    announce_ended(state, stream_id, ended_at).await;
+    Ok(Some(ended_at))
+}
+
+async fn announce_ended(state: &AppState, stream_id: Uuid, ended_at: DateTime<Utc>) {
     clear_health(state, stream_id).await;
     announce(
         state,
@@ -83,7 +99,56 @@ pub async fn mark_ended(state: &AppState, stream_id: Uuid) -> sqlx::Result<Optio
         }),
     )
     .await;
-    Ok(Some(ended_at))
+}
+
+/// Records that this process still feeds `publishing` (the streams its ingest holds) and returns
+/// those of them that have ended meanwhile — stopped through another process, or swept — whose
+/// publishers this process must now disconnect.
+///
+/// A stream that is not live yet (published, first frame still on its way) is left alone: its
+/// `went_live` will come.
+pub async fn heartbeat(state: &AppState, publishing: &[Uuid]) -> sqlx::Result<Vec<Uuid>> {
+    if publishing.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar(
+        "WITH mine AS (SELECT id, is_active, ended_at FROM streams WHERE id = ANY($1)),
+         beat AS (
+             INSERT INTO stream_ingests (stream_id) SELECT id FROM mine WHERE is_active
+             ON CONFLICT (stream_id) DO UPDATE SET seen_at = now()
+         )
+         SELECT p.id FROM unnest($1::uuid[]) AS p (id) LEFT JOIN mine m ON m.id = p.id
+         WHERE m.id IS NULL OR m.ended_at IS NOT NULL",
+    )
+    .bind(publishing)
+    .fetch_all(&state.db)
+    .await
+}
+
+/// Ends the live streams no process has fed for `stale` (their process died without ending
+/// them) and announces each. Safe to run in every process at once: each stream is ended by one.
+pub async fn sweep_orphans(state: &AppState, stale: Duration) -> sqlx::Result<Vec<Uuid>> {
+    let ended: Vec<(Uuid, DateTime<Utc>)> = sqlx::query_as(
+        "WITH gone AS (
+             UPDATE streams s SET is_active = false, ended_at = now()
+             WHERE s.is_active
+               AND coalesce(s.started_at, s.updated_at) < now() - make_interval(secs => $1)
+               AND NOT EXISTS (
+                   SELECT 1 FROM stream_ingests i
+                   WHERE i.stream_id = s.id AND i.seen_at >= now() - make_interval(secs => $1))
+             RETURNING s.id, s.ended_at
+         ),
+         cleared AS (DELETE FROM stream_ingests WHERE stream_id IN (SELECT id FROM gone))
+         SELECT id, ended_at FROM gone",
+    )
+    .bind(stale.as_secs_f64())
+    .fetch_all(&state.db)
+    .await?;
+    for &(stream_id, ended_at) in &ended {
+        tracing::warn!(%stream_id, "stream ended: its ingesting process stopped sending heartbeats");
+        announce_ended(state, stream_id, ended_at).await;
+    }
+    Ok(ended.into_iter().map(|(id, _)| id).collect())
 }
 
 /// Ends a live stream: disconnects its publisher (when this process ingests it) and marks it

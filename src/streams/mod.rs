@@ -2,6 +2,7 @@
 //! streamer's key and ingest address, and serving each stream's HLS.
 
 pub mod hls;
+pub mod housekeeping;
 pub mod keys;
 pub mod lifecycle;
 pub mod model;

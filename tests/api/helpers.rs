@@ -71,6 +71,9 @@ impl TestApp {
         config.redis_prefix = format!("siaran-test-{id}");
         config.hls_dir.clone_from(&hls_dir);
         config.trust_proxy = true;
+        // Tests mark streams live in SQL, with no ingest behind them: only the tests of the
+        // orphan sweep want it to end such streams.
+        config.ingest_stale_secs = 3600;
         customise(&mut config);
         siaran::telemetry::init_for_tests();
 

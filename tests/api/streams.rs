@@ -455,3 +455,98 @@ async fn hls_paths_outside_a_stream_are_not_found(db: PgPool) {
         );
     }
 }
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn ended_streams_hls_files_are_deleted_after_retention_but_their_thumbnail_stays(db: PgPool) {
+    let app = TestApp::spawn_with(db, |c| {
+        c.hls_retention_secs = 60;
+        c.hls_sweep_secs = 1;
+    })
+    .await;
+    let session = app.signed_up("sari").await;
+    let stream = |state: &'static str| {
+        let (db, owner) = (app.db.clone(), session.id);
+        async move {
+            sqlx::query_scalar::<_, Uuid>(
+                "INSERT INTO streams (streamer_id, title, is_active, started_at, ended_at)
+                 VALUES ($1, $2, $2 = 'live', now() - interval '10 minutes',
+                         CASE $2 WHEN 'old' THEN now() - interval '2 minutes'
+                                 WHEN 'recent' THEN now() END)
+                 RETURNING id",
+            )
+            .bind(owner)
+            .bind(state)
+            .fetch_one(&db)
+            .await
+            .expect("a stream")
+        }
+    };
+    let (old, recent, live) = (
+        stream("old").await,
+        stream("recent").await,
+        stream("live").await,
+    );
+    let deleted = Uuid::new_v4();
+    let files = ["index.m3u8", "0.ts", "1.ts", "thumbnail.jpg"];
+    for dir in [
+        old.to_string(),
+        recent.to_string(),
+        live.to_string(),
+        deleted.to_string(),
+        "not-a-stream".to_owned(),
+    ] {
+        let dir = app.hls_dir.join(dir);
+        std::fs::create_dir_all(&dir).expect("a stream directory");
+        for file in files {
+            std::fs::write(dir.join(file), b"x").expect("a file");
+        }
+    }
+    // The deleted stream's directory has not changed for longer than the retention; a fresh
+    // directory of an unknown stream stays (another deployment may share the directory).
+    let unknown_fresh = Uuid::new_v4();
+    std::fs::create_dir_all(app.hls_dir.join(unknown_fresh.to_string())).expect("a directory");
+    std::fs::File::open(app.hls_dir.join(deleted.to_string()))
+        .and_then(|d| {
+            d.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(120))
+        })
+        .expect("dating the directory");
+    let listing = |name: String| {
+        let mut names: Vec<String> = std::fs::read_dir(app.hls_dir.join(name))
+            .map(|d| {
+                d.map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let gone = app.hls_dir.join(deleted.to_string());
+    while listing(old.to_string()) != ["thumbnail.jpg"] || gone.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old stream's segments or the deleted stream's directory were never deleted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // Passes have run over every directory since they were all written.
+    assert!(
+        app.hls_dir.join(unknown_fresh.to_string()).exists(),
+        "a fresh unknown one stays"
+    );
+    let mut all = files.map(str::to_owned).to_vec();
+    all.sort();
+    for kept in [
+        recent.to_string(),
+        live.to_string(),
+        "not-a-stream".to_owned(),
+    ] {
+        assert_eq!(listing(kept.clone()), all, "{kept} is untouched");
+    }
+    let thumbnail = app.get(&format!("/hls/{old}/thumbnail.jpg")).await;
+    assert_eq!(thumbnail.status(), StatusCode::OK);
+    let playlist = app.get(&format!("/hls/{old}/index.m3u8")).await;
+    assert_eq!(playlist.status(), StatusCode::NOT_FOUND);
+}

@@ -157,3 +157,76 @@ async fn shutting_down_ends_live_streams_cleanly(db: PgPool) {
     assert!(playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
     assert!(!segments(&playlist).is_empty());
 }
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn stopping_through_another_server_disconnects_the_publisher(db: PgPool) {
+    // Two servers on one database, as behind a load balancer: OBS is connected to `a`, the
+    // streamer's stop request reaches `b`.
+    let a = TestApp::spawn(db.clone()).await;
+    let b = TestApp::spawn(db).await;
+    let (budi, url) = streamer(&a, "budi").await;
+    let mut publisher = Publisher::start(&url, Source::VideoOnly, 60);
+    let id = live_stream_of(&a, &budi).await;
+    playlist_with(&a, id, 1).await;
+
+    let response = b
+        .post_as(
+            &format!("/api/streams/{id}/stop"),
+            &budi.access_token,
+            &json!({}),
+        )
+        .await;
+
+    assert_eq!(response.status(), 200);
+    assert!(
+        publisher.exited_within(PATIENCE).await.is_some(),
+        "the publisher on the other server is disconnected"
+    );
+    final_playlist(&a, id, PATIENCE).await;
+    let kinds = event_kinds(&a, id).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "stream.ended").count(),
+        1,
+        "{kinds:?}"
+    );
+}
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn a_stream_whose_server_died_is_ended_and_a_fed_one_is_not(db: PgPool) {
+    let stale = Duration::from_secs(2);
+    let app = TestApp::spawn_with(db, |c| c.ingest_stale_secs = stale.as_secs()).await;
+    let (budi, url) = streamer(&app, "budi").await;
+    let mut publisher = Publisher::start(&url, Source::VideoOnly, 60);
+    let fed = live_stream_of(&app, &budi).await;
+    // What a crashed server leaves behind: a stream marked live that no ingest feeds.
+    let (sari, _) = streamer(&app, "sari").await;
+    let orphan: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO streams (streamer_id, title, is_active, started_at)
+         VALUES ($1, 'Left live', true, now() - interval '1 minute') RETURNING id",
+    )
+    .bind(sari.id)
+    .fetch_one(&app.db)
+    .await
+    .expect("an orphaned stream");
+    let since = tokio::time::Instant::now();
+
+    ended(&app, orphan, PATIENCE).await;
+    let kinds = event_kinds(&app, orphan).await;
+    assert_eq!(kinds, ["stream.ended"], "{kinds:?}");
+
+    // Several stale periods later the stream with a publisher is still live.
+    tokio::time::sleep((stale * 3).saturating_sub(since.elapsed())).await;
+    let live: bool = sqlx::query_scalar("SELECT is_active FROM streams WHERE id = $1")
+        .bind(fed)
+        .fetch_one(&app.db)
+        .await
+        .expect("query");
+    assert!(live, "a stream with a publisher is never swept");
+    assert!(
+        publisher
+            .exited_within(Duration::from_millis(100))
+            .await
+            .is_none(),
+        "its publisher is still connected"
+    );
+}

@@ -237,6 +237,8 @@ if [ "$first" != "$last" ]; then
       points_p+=("$n" "$(echo "scale=3; ${pss[$server,$n,total]} / 1024" | bc -l)")
       points_u+=("$n" "$(echo "scale=3; ${uss[$server,$n,total]} / 1024" | bc -l)")
     done
-    printf '  %-7s PSS %s MB, private %s MB\n' "$server" "$(slope "${points_p[@]}")" "$(slope "${points_u[@]}")"
+    printf '  %-7s PSS %s MB, private %s MB   (median PSS MB at each N: %s)\n' "$server" \
+      "$(slope "${points_p[@]}")" "$(slope "${points_u[@]}")" \
+      "$(printf '%s=%s ' "${points_p[@]}" | sed 's/ $//')"
   done
 fi

@@ -133,6 +133,12 @@ pss_kb() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup"; }
 # Private (unshared) memory: PSS also moves as the publishers map the same libraries (libav*).
 uss_kb() { awk '/^Private_(Clean|Dirty):/ {s += $2} END {print s}' "/proc/$1/smaps_rollup"; }
 now() { date +%s.%N; }
+median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+# slope X1 Y1 X2 Y2 ...: least-squares slope of Y over X.
+slope() {
+  printf '%s %s\n' "$@" | awk '{n++; sx += $1; sy += $2; sxx += $1 * $1; sxy += $1 * $2}
+    END {d = n * sxx - sx * sx; if (d == 0) print "n/a"; else printf "%.2f", (n * sxy - sx * sy) / d}'
+}
 
 # One short publish per server first, so one-off costs (loading GStreamer plugins) are not
 # charged to the first case.
@@ -174,12 +180,17 @@ run_case() {
     >"$work/probe-$server-$n.txt" 2>&1 &
   local probe_pid=$!
   sleep "$WARMUP"
-  local c0 t0 c1 t1
+  local c0 t0 c1 t1 s p u
+  local pss_samples=() uss_samples=()
   c0=$(cpu_ticks "$pid"); t0=$(now)
-  sleep "$MEASURE"
+  # Memory is sampled once a second over the measured window and the median kept: one reading
+  # moves by megabytes with where the allocator and the segment writers happen to be.
+  for s in $(seq 1 "$MEASURE"); do
+    sleep 1
+    pss_samples+=("$(pss_kb "$pid")"); uss_samples+=("$(uss_kb "$pid")")
+  done
   c1=$(cpu_ticks "$pid"); t1=$(now)
-  local p u
-  p=$(pss_kb "$pid"); u=$(uss_kb "$pid")
+  p=$(median "${pss_samples[@]}"); u=$(median "${uss_samples[@]}")
   wait "$probe_pid" || true
   for i in "${publishers[@]}"; do kill "$i" 2>/dev/null || true; done
   for i in "${publishers[@]}"; do wait "$i" 2>/dev/null || true; done
@@ -218,9 +229,16 @@ for n in $COUNTS; do
 done
 first=${COUNTS%% *}; last=${COUNTS##* }
 if [ "$first" != "$last" ]; then
+  printf '\nMemory growth per added stream: least-squares slope of the server'"'"'s median PSS (and private\n'
+  printf 'memory) over N = %s, in MB per stream:\n' "$COUNTS"
   for server in siaran nginx; do
-    growth=$(echo "scale=2; (${pss[$server,$last,total]} - ${pss[$server,$first,total]}) / 1024 / ($last - $first)" | bc -l)
-    private=$(echo "scale=2; (${uss[$server,$last,total]} - ${uss[$server,$first,total]}) / 1024 / ($last - $first)" | bc -l)
-    printf 'Memory growth per added stream (N=%s -> %s), %s: PSS %s MB, private %s MB\n' "$first" "$last" "$server" "$growth" "$private"
+    points_p=() points_u=()
+    for n in $COUNTS; do
+      points_p+=("$n" "$(echo "scale=3; ${pss[$server,$n,total]} / 1024" | bc -l)")
+      points_u+=("$n" "$(echo "scale=3; ${uss[$server,$n,total]} / 1024" | bc -l)")
+    done
+    printf '  %-7s PSS %s MB, private %s MB   (median PSS MB at each N: %s)\n' "$server" \
+      "$(slope "${points_p[@]}")" "$(slope "${points_u[@]}")" \
+      "$(printf '%s=%s ' "${points_p[@]}" | sed 's/ $//')"
   done
 fi

@@ -1,9 +1,11 @@
 //! The HLS output of one stream: MPEG-TS segments cut on keyframes, and the live playlist that
 //! lists them as soon as they close.
 //!
-//! The muxer hands every chunk of transport stream it produces to [`HlsWriter::write`], saying
-//! whether the chunk starts a keyframe. A keyframe closes the open segment: its file is complete,
-//! so it is listed at once (hlssink2 lists a segment only a GOP later). The playlist is a sliding
+//! The muxer hands every chunk of transport stream it produces to [`HlsWriter::write_packets`],
+//! which splits it where a video keyframe starts (the first packet of a keyframe carries the
+//! random access indicator) and [writes](HlsWriter::write) the parts. A keyframe closes the
+//! open segment: its file is complete, so it is listed at once (hlssink2 lists a segment only a
+//! GOP later). The playlist is a sliding
 //! window; files that slid out of it are deleted a little later, so that a player that fetched
 //! the previous playlist can still get them. A publisher taking over the stream starts a new
 //! timeline, marked `#EXT-X-DISCONTINUITY`; the end of the stream writes `#EXT-X-ENDLIST`.
@@ -142,6 +144,28 @@ impl HlsWriter {
         Ok(())
     }
 
+    /// Appends transport stream packets in chunks that need not follow frames: the chunk is
+    /// split where a video keyframe starts (the muxer marks its first packet as a random access
+    /// point), and each part is [written](Self::write) in order. `pts` is the chunk's time.
+    pub(crate) fn write_packets(&mut self, chunk: &[u8], pts: Option<Duration>) -> io::Result<()> {
+        let mut from = 0;
+        let mut keyframe = false;
+        for (i, packet) in chunk.chunks_exact(TS_PACKET).enumerate() {
+            let at = i * TS_PACKET;
+            if at > from && starts_keyframe(packet) {
+                self.write(&chunk[from..at], keyframe, pts)?;
+                from = at;
+                keyframe = true;
+            } else if at == from && starts_keyframe(packet) {
+                keyframe = true;
+            }
+        }
+        if from < chunk.len() {
+            self.write(&chunk[from..], keyframe, pts)?;
+        }
+        Ok(())
+    }
+
     /// The current publisher's timeline ends; the next segment starts a new one.
     pub(crate) fn discontinuity(&mut self) -> io::Result<()> {
         self.close_open(None)?;
@@ -255,6 +279,17 @@ impl HlsWriter {
 fn pid(packet: &[u8]) -> Option<u16> {
     (packet.len() >= 4 && packet[0] == 0x47)
         .then(|| (u16::from(packet[1] & 0x1f) << 8) | u16::from(packet[2]))
+}
+
+/// Whether a packet starts a payload unit flagged as a random access point: the first packet of
+/// a video keyframe, as mpegtsmux writes it.
+fn starts_keyframe(packet: &[u8]) -> bool {
+    packet.len() >= 6
+        && packet[0] == 0x47
+        && packet[1] & 0x40 != 0
+        && packet[3] & 0x20 != 0
+        && packet[4] > 0
+        && packet[5] & 0x40 != 0
 }
 
 fn starts_with_pat(chunk: &[u8]) -> bool {
@@ -376,6 +411,48 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("2.ts\n#EXT-X-ENDLIST\n"), "{text}");
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    /// A transport stream packet of `pid`; `keyframe` makes it the first of a keyframe.
+    fn packet(pid: u16, keyframe: bool) -> Vec<u8> {
+        let mut p = vec![0xffu8; TS_PACKET];
+        p[0] = 0x47;
+        p[1] = (if keyframe { 0x40 } else { 0 }) | (pid >> 8) as u8;
+        p[2] = pid as u8;
+        p[3] = if keyframe { 0x30 } else { 0x10 };
+        if keyframe {
+            p[4] = 7;
+            p[5] = 0x50; // random access, PCR
+        }
+        p
+    }
+
+    #[test]
+    fn chunks_are_split_where_a_keyframe_starts() {
+        let dir = temp_dir("split");
+        let mut hls = HlsWriter::create(&dir, 5).unwrap();
+        let mut first = packet(0x100, true);
+        first.extend(packet(0x101, false));
+        hls.write_packets(&first, ms(0)).unwrap();
+        // The tail of one GOP and the head of the next in one chunk.
+        let mut chunk = packet(0x100, false);
+        chunk.extend(packet(0x101, false));
+        chunk.extend(packet(0x100, true));
+        chunk.extend(packet(0x100, false));
+        hls.write_packets(&chunk, ms(2000)).unwrap();
+
+        let text = playlist(&dir);
+        assert!(text.contains("#EXTINF:2.000,\n0.ts\n"), "{text}");
+        assert_eq!(
+            fs::metadata(dir.join("0.ts")).unwrap().len(),
+            4 * TS_PACKET as u64,
+            "the packets before the keyframe close the first segment"
+        );
+        hls.finish().unwrap();
+        let mut expected = packet(0x100, true);
+        expected.extend(packet(0x100, false));
+        assert_eq!(fs::read(dir.join("1.ts")).unwrap(), expected);
         let _ = fs::remove_dir_all(dir);
     }
 

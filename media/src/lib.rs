@@ -16,6 +16,7 @@
 //! thumbnailer. The async code only moves bytes and never blocks on GStreamer.
 
 mod avc;
+mod beat;
 pub mod flv;
 mod hls;
 mod ingest;

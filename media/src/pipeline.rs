@@ -27,6 +27,9 @@ use crate::hls::HlsWriter;
 /// How far one track may run ahead of the other inside the muxer before a push blocks. The
 /// stream thread sends gap events well before this, so a stalled track never blocks the other.
 const MUX_LATENCY: Duration = Duration::from_secs(3);
+/// Transport stream packets per buffer out of the muxer (about 6 KB, a frame of 3 Mbit/s video).
+/// Packets short of a whole chunk wait for the muxer's next frame, a few milliseconds.
+const MUX_ALIGNMENT: i32 = 32;
 /// How long the end of a session may take to drain through the muxer.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -84,12 +87,16 @@ impl MuxPipeline {
         let pipeline = gst::Pipeline::with_name(name);
         let mux = make("mpegtsmux")?;
         mux.set_property("latency", MUX_LATENCY.as_nanos() as u64);
+        // By default mpegtsmux pushes every 188-byte packet as a buffer of its own (a list of
+        // them per frame): two thousand a second per stream to reference, hand over, map and
+        // free. Aligned, it joins them into chunks of this many packets; a keyframe no longer
+        // starts a buffer, so the writer finds it in the packets (random access indicator).
+        mux.set_property("alignment", MUX_ALIGNMENT);
         let sink = gst_app::AppSink::builder()
             .sync(false)
             .async_(false)
             .enable_last_sample(false)
-            // mpegtsmux pushes each frame as a list of 188-byte packets; taking the list whole
-            // is one callback per frame instead of one per packet (nine times fewer).
+            // Each frame's chunks come as one list: one callback per frame.
             .buffer_list(true)
             .build();
         sink.set_callbacks(
@@ -98,10 +105,9 @@ impl MuxPipeline {
                     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                     let mut hls = hls.lock().map_err(|_| gst::FlowError::Error)?;
                     let mut write = |buffer: &gst::BufferRef| {
-                        let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
                         let pts = buffer.pts().map(|t| Duration::from_nanos(t.nseconds()));
                         let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-                        hls.write(map.as_slice(), keyframe, pts).map_err(|e| {
+                        hls.write_packets(map.as_slice(), pts).map_err(|e| {
                             tracing::error!(cause = %e, "writing an HLS segment failed");
                             gst::FlowError::Error
                         })

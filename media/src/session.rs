@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::beat;
 use crate::flv::{self, VideoTag};
 use crate::ingest::Shared;
 use crate::registry::{Claim, PublisherId};
@@ -31,20 +32,8 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 const AUTHORIZE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a write to the client may take (a client that does not read is dropped).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-const READ_BUFFER: usize = 64 * 1024;
-/// The beat publishers' sockets are read on (see [`next_beat`]).
-const READ_BEAT: Duration = Duration::from_millis(20);
-
-/// The next multiple of [`READ_BEAT`] since the process started: the same instant for every
-/// connection, so one timer expiry serves them all.
-fn next_beat() -> tokio::time::Instant {
-    static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
-    let epoch = *EPOCH.get_or_init(tokio::time::Instant::now);
-    let now = tokio::time::Instant::now();
-    let beat = READ_BEAT.as_nanos();
-    let into = (now - epoch).as_nanos() % beat;
-    now + Duration::from_nanos(u64::try_from(beat - into).unwrap_or(0))
-}
+/// A keyframe (~100 KB at 3 Mbit/s) fits in one or two reads.
+const READ_BUFFER: usize = 128 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 enum SessionError {
@@ -178,13 +167,15 @@ impl<A: Authorizer> Connection<'_, A> {
             }
             if self.publishing.is_some() && n < READ_BUFFER {
                 // Let a publisher's bytes gather in the socket until the next beat shared by all
-                // connections: the ingest thread then wakes once per beat for every publisher,
-                // not once per packet of each (the cost that dominated it). A full read means
-                // more is waiting (a keyframe), so that is read at once. Kicks still land at once.
+                // connections and stream threads (see [`beat`]): the ingest thread then wakes
+                // once per beat for every publisher, not once per packet of each (the cost that
+                // dominated it). A full read means more is waiting (a keyframe), so that is read
+                // at once. Kicks still land at once.
+                let next = beat::next(std::time::Instant::now());
                 tokio::select! {
                     biased;
                     () = &mut kicked => return Ok(Close::Kicked),
-                    () = tokio::time::sleep_until(next_beat()) => {}
+                    () = tokio::time::sleep_until(next.into()) => {}
                 }
             }
         }

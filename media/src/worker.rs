@@ -19,6 +19,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use uuid::Uuid;
 
 use crate::avc::AvcConfig;
+use crate::beat;
 use crate::flv::{self, AudioTag, Codec, VideoTag};
 use crate::hls::HlsWriter;
 use crate::pipeline::{MuxPipeline, Tracks};
@@ -29,10 +30,6 @@ use crate::{ErrorCode, Health, MediaEvent};
 /// Payloads queued between a connection and its stream thread (a few seconds of media). A
 /// publisher faster than the pipeline fills it, and what does not fit is dropped and counted.
 const QUEUE_DEPTH: usize = 512;
-/// How often the stream thread takes the payloads queued since it last looked. The muxer
-/// emits a keyframe once the next audio arrives, i.e. with the next batch, so this is also the
-/// keyframe → playlist latency (budget: 100 ms).
-const BATCH_INTERVAL: Duration = Duration::from_millis(40);
 /// How often health is measured and reported.
 pub(crate) const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 /// How often a keyframe is decoded into the thumbnail.
@@ -136,18 +133,14 @@ fn run(ctx: StreamContext, rx: &Receiver<StreamInput>, dropped: &AtomicU64) {
         last_thumbnail: None,
     };
     let mut next_health = Instant::now() + HEALTH_INTERVAL;
-    let mut next_batch = Instant::now();
     'stream: loop {
-        // Wake on a steady beat and take whatever arrived, rather than once per payload: a
-        // wake-up costs more than the work it does, and this keeps them at a few dozen a
-        // second whatever the bitrate. The beat adds at most BATCH_INTERVAL of latency.
-        next_batch += BATCH_INTERVAL;
+        // Wake on the media core's beat, just after the ingest thread read the sockets, and
+        // take whatever arrived, rather than once per payload (see [`beat`]). The muxer emits a
+        // keyframe once the next audio arrives, at the latest with the next beat's payloads.
         let now = Instant::now();
-        if next_batch > now {
-            std::thread::sleep(next_batch - now);
-        } else {
-            next_batch = now;
-        }
+        let wake =
+            beat::next(now.checked_sub(beat::STREAM_OFFSET).unwrap_or(now)) + beat::STREAM_OFFSET;
+        std::thread::sleep(wake.saturating_duration_since(now));
         loop {
             match rx.try_recv() {
                 Ok(input) => worker.handle(&input),

@@ -7,8 +7,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::{
-    PATIENCE, Publisher, Source, TestApp, decode_errors, ended, eventually, live_stream_of,
-    playlist, playlist_url, playlist_with, segments, streamer,
+    AUDIO_STOPS_AFTER_S, PATIENCE, Publisher, Source, TestApp, decode_errors, ended, eventually,
+    final_playlist, live_stream_of, playlist, playlist_url, playlist_with, segments, streamer,
 };
 
 #[sqlx::test(migrator = "siaran::db::MIGRATOR")]
@@ -91,6 +91,50 @@ async fn garbage_on_the_rtmp_port_harms_no_other_stream(db: PgPool) {
             .success()
     );
     ended(&app, id, Duration::from_secs(10)).await;
+    let errors = decode_errors(&playlist_url(&app, id)).await;
+    assert!(errors.is_empty(), "decoding the stream: {errors}");
+}
+
+/// The sequence number of the last segment a playlist lists.
+fn last_sequence(playlist: &str) -> Option<u64> {
+    segments(playlist)
+        .last()
+        .and_then(|s| s.strip_suffix(".ts"))
+        .and_then(|n| n.parse().ok())
+}
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn video_keeps_being_listed_when_the_audio_stops(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let (budi, url) = streamer(&app, "budi").await;
+
+    // Audio for the first seconds only; video (1 s keyframe interval) for 20 s.
+    let mut publisher = Publisher::start(&url, Source::AudioStops, 20);
+    let id = live_stream_of(&app, &budi).await;
+
+    // The muxer waits for every track before it writes anything: unless the stream thread tells
+    // it that the silent audio track has nothing (gap events), the video is held back from the
+    // moment the audio stopped and nothing more is listed until the publisher leaves.
+    let wanted = u64::from(AUDIO_STOPS_AFTER_S) + 6;
+    let live = eventually(
+        PATIENCE,
+        "video segments listed after the audio stopped",
+        || async {
+            playlist(&app, id).await.filter(|p| {
+                !p.contains("#EXT-X-ENDLIST") && last_sequence(p).is_some_and(|n| n >= wanted)
+            })
+        },
+    )
+    .await;
+    assert!(live.contains("#EXTINF:"), "{live}");
+
+    assert!(publisher.exited_within(PATIENCE).await.is_some());
+    ended(&app, id, Duration::from_secs(10)).await;
+    let finished = final_playlist(&app, id, Duration::from_secs(10)).await;
+    assert!(
+        last_sequence(&finished) > last_sequence(&live),
+        "{finished}"
+    );
     let errors = decode_errors(&playlist_url(&app, id)).await;
     assert!(errors.is_empty(), "decoding the stream: {errors}");
 }

@@ -27,7 +27,13 @@ pub enum Source {
     BFrames,
     /// H.264 with MP3 audio, which Siaran refuses.
     Mp3Audio,
+    /// H.264 and AAC, but the audio ends after [`AUDIO_STOPS_AFTER_S`] seconds while the video
+    /// goes on (an encoder whose audio device went away).
+    AudioStops,
 }
+
+/// When the audio of [`Source::AudioStops`] ends.
+pub const AUDIO_STOPS_AFTER_S: u32 = 2;
 
 /// A running ffmpeg publisher, killed when dropped.
 pub struct Publisher {
@@ -46,9 +52,11 @@ impl Publisher {
             args.extend(["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=15"].map(str::to_owned));
         }
         if audio {
-            args.extend(
-                ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"].map(str::to_owned),
-            );
+            let mut sine = "sine=frequency=440:sample_rate=44100".to_owned();
+            if source == Source::AudioStops {
+                sine.push_str(&format!(":duration={AUDIO_STOPS_AFTER_S}"));
+            }
+            args.extend(["-f".to_owned(), "lavfi".to_owned(), "-i".to_owned(), sine]);
         }
         args.extend(["-t".to_owned(), seconds.to_string()]);
         if video {
@@ -73,6 +81,11 @@ impl Publisher {
                 "aac"
             };
             args.extend(["-c:a", codec, "-b:a", "64k", "-ar", "44100"].map(str::to_owned));
+        }
+        if source == Source::AudioStops {
+            // Without this ffmpeg holds the video back for up to 10 s once the audio ended,
+            // waiting to interleave it with audio that never comes.
+            args.extend(["-max_interleave_delta", "100000"].map(str::to_owned));
         }
         args.extend(["-f".to_owned(), "flv".to_owned(), url.to_owned()]);
         let child = Command::new("ffmpeg")

@@ -2,9 +2,10 @@
 # Media bench: N passthrough RTMP publishers against Siaran and against nginx with the RTMP
 # module (`hls on`), in the same run, interleaved (Siaran N=1, nginx N=1, Siaran N=4, ...).
 #
-# For each server and N it prints the server's CPU per stream (% of one core), its PSS per
-# stream, and the median keyframe → playlist latency: how long after the keyframe that closes a
-# segment left the publisher the segment was listed in the playlist. The Siaran/nginx ratio is
+# Each case runs on a freshly started, warmed-up server. For each server and N it prints the
+# server's CPU per stream (% of one core), the memory (PSS and private) each added stream costs,
+# and the median keyframe → playlist latency: how long after the keyframe that closes a segment
+# left the publisher the segment was listed in the playlist. The Siaran/nginx ratio is
 # from the same run. Publishers: N−1 × `ffmpeg -re -stream_loop -1 -i FILE -c copy -f flv`, plus
 # one latency probe (benches/media/probe.rs) sending the same file at the same pace.
 #
@@ -89,10 +90,7 @@ for i in $(seq 1 "$MAX_N"); do
     -d "{\"login\":\"bench$i\",\"password\":\"bench-password-$i\"}" | jq -r .access_token)
   keys[$i]=$(curl -fs -X POST -H "authorization: Bearer ${tokens[$i]}" "$api/api/users/me/stream-key" | jq -r .stream_key)
 done
-# Registering hashed passwords (Argon2, ~19 MB each) leaves freed heap that the allocator hands
-# back at some later point, which would show as memory "saved" by the first case: start afresh.
 kill -TERM "$siaran_pid"; wait "$siaran_pid" 2>/dev/null || true
-start_siaran
 
 # --- nginx-rtmp -------------------------------------------------------------------------------
 nginx_rtmp=$(free_port)
@@ -120,11 +118,13 @@ rtmp {
   }
 }
 CONF
-say "starting nginx-rtmp (RTMP :$nginx_rtmp, prefix $work/nginx)"
-nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
-nginx_pid=$!
-sleep 0.5
-kill -0 "$nginx_pid" || { cat "$work/nginx/logs/error.log" >&2; exit 1; }
+say "nginx-rtmp: RTMP :$nginx_rtmp, prefix $work/nginx"
+start_nginx() {
+  nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+  nginx_pid=$!
+  sleep 0.5
+  kill -0 "$nginx_pid" || { cat "$work/nginx/logs/error.log" >&2; exit 1; }
+}
 
 # --- measuring --------------------------------------------------------------------------------
 ticks=$(getconf CLK_TCK)
@@ -134,26 +134,36 @@ pss_kb() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup"; }
 uss_kb() { awk '/^Private_(Clean|Dirty):/ {s += $2} END {print s}' "/proc/$1/smaps_rollup"; }
 now() { date +%s.%N; }
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-# slope X1 Y1 X2 Y2 ...: least-squares slope of Y over X.
-slope() {
-  printf '%s %s\n' "$@" | awk '{n++; sx += $1; sy += $2; sxx += $1 * $1; sxy += $1 * $2}
-    END {d = n * sxx - sx * sx; if (d == 0) print "n/a"; else printf "%.2f", (n * sxy - sx * sy) / d}'
-}
 
-# One short publish per server first, so one-off costs (loading GStreamer plugins) are not
-# charged to the first case.
-say "warming up both servers"
-for target in "127.0.0.1:$siaran_rtmp/live/${keys[1]}" "127.0.0.1:$nginx_rtmp/live/warmup"; do
+# Each case starts a fresh server and warms it up with one short publish (loading GStreamer's
+# plugins, the first pipeline): what a case measures is then N streams on a server that has
+# served before, never what an earlier case or the account setup (Argon2 hashing, ~19 MB of
+# heap the allocator returns whenever it likes) left behind.
+fresh_server() {
+  local server=$1 target
+  if [ "$server" = siaran ]; then
+    [ -n "${siaran_pid:-}" ] && { kill -TERM "$siaran_pid"; wait "$siaran_pid" 2>/dev/null || true; }
+    start_siaran
+    target="127.0.0.1:$siaran_rtmp/live/${keys[1]}"
+  else
+    [ -n "${nginx_pid:-}" ] && { kill -TERM "$nginx_pid"; wait "$nginx_pid" 2>/dev/null || true; }
+    start_nginx
+    target="127.0.0.1:$nginx_rtmp/live/warmup"
+  fi
   timeout 6 ffmpeg -hide_banner -loglevel error -nostdin -re -i "$input" -t 4 -c copy \
     -f flv "rtmp://$target" || true
-done
-sleep 3
+  sleep 3
+}
+siaran_pid=
+nginx_pid=
+
 declare -A cpu pss uss latency
 
 # run_case SERVER N: N publishers for WARMUP + MEASURE seconds, measured over the last MEASURE.
 run_case() {
   local server=$1 n=$2 pid port playlist probe_key i
   local publishers=()
+  fresh_server "$server"
   if [ "$server" = siaran ]; then
     pid=$siaran_pid; port=$siaran_rtmp
     # The probe's streamer gets a fresh stream, whose id names the playlist's directory.
@@ -167,15 +177,29 @@ run_case() {
     probe_key="probe-n$n-$RANDOM"
     playlist="$work/nginx-hls/$probe_key/index.m3u8"
   fi
-  local base_p base_u
-  base_p=$(pss_kb "$pid"); base_u=$(uss_kb "$pid")
-  for i in $(seq 1 $((n - 1))); do
-    local key=${keys[$i]}
-    [ "$server" = nginx ] && key="load-$i-$RANDOM"
+  load() {
+    local key=${keys[$1]}
+    [ "$server" = nginx ] && key="load-$1-$RANDOM"
     ffmpeg -hide_banner -loglevel error -nostdin -re -stream_loop -1 -i "$input" -c copy \
       -f flv "rtmp://127.0.0.1:$port/live/$key" &
     publishers+=($!)
-  done
+  }
+  # Memory baseline: for N > 1 the server with one stream live (the first load publisher, after
+  # a warm-up), so that the figure is what each *added* stream costs; for N = 1 the idle server.
+  # A server's first stream after idling also settles what the allocator kept from the warm-up
+  # publish (seen: Siaran's private memory drops by ~20 MB when the next stream starts).
+  local base_p base_u first=1 added=$n
+  if [ "$n" -gt 1 ]; then
+    load 1
+    sleep "$WARMUP"
+    local bp=() bu=()
+    for s in 1 2 3 4 5; do sleep 1; bp+=("$(pss_kb "$pid")"); bu+=("$(uss_kb "$pid")"); done
+    base_p=$(median "${bp[@]}"); base_u=$(median "${bu[@]}")
+    first=2; added=$((n - 1))
+  else
+    base_p=$(pss_kb "$pid"); base_u=$(uss_kb "$pid")
+  fi
+  for i in $(seq "$first" $((n - 1))); do load "$i"; done
   "$probe" "rtmp://127.0.0.1:$port/live/$probe_key" "$input" "$playlist" $((WARMUP + MEASURE + 2)) \
     >"$work/probe-$server-$n.txt" 2>&1 &
   local probe_pid=$!
@@ -194,17 +218,12 @@ run_case() {
   wait "$probe_pid" || true
   for i in "${publishers[@]}"; do kill "$i" 2>/dev/null || true; done
   for i in "${publishers[@]}"; do wait "$i" 2>/dev/null || true; done
-  local idle=$base_p idle_u=$base_u
   cpu[$server,$n]=$(echo "scale=3; ($c1 - $c0) / $ticks / ($t1 - $t0) * 100 / $n" | bc -l)
-  pss[$server,$n]=$(echo "scale=2; ($p - $idle) / 1024 / $n" | bc -l)
-  pss[$server,$n,total]=$p
-  uss[$server,$n]=$(echo "scale=2; ($u - $idle_u) / 1024 / $n" | bc -l)
-  uss[$server,$n,total]=$u
+  pss[$server,$n]=$(echo "scale=2; ($p - $base_p) / 1024 / $added" | bc -l)
+  uss[$server,$n]=$(echo "scale=2; ($u - $base_u) / 1024 / $added" | bc -l)
   latency[$server,$n]=$(sed -n 's/.*median=\([^ ]*\) p90=\([^ ]*\) n=\([0-9]*\).*/\1 ms (p90 \2, n=\3)/p' "$work/probe-$server-$n.txt")
   [ -n "${latency[$server,$n]}" ] || latency[$server,$n]="failed: $(head -c 200 "$work/probe-$server-$n.txt")"
-  say "$server N=$n: CPU ${cpu[$server,$n]} %/stream, PSS ${pss[$server,$n]} MB/stream (private ${uss[$server,$n]} MB), latency ${latency[$server,$n]}"
-  # Let the streams end before the next case.
-  sleep 3
+  say "$server N=$n: CPU ${cpu[$server,$n]} %/stream, memory per added stream PSS ${pss[$server,$n]} MB (private ${uss[$server,$n]} MB), latency ${latency[$server,$n]}"
 }
 
 say "load before: $(uptime)"
@@ -215,9 +234,10 @@ done
 say "load after: $(uptime)"
 
 printf '\nMedia bench: %s s measured after %s s warm-up per case; CPU in %% of one core.\n' "$MEASURE" "$WARMUP"
-printf '(PSS and private memory per stream: growth over the server just before the case, divided by N.)\n'
+printf '(Memory: growth of PSS and of private memory per stream the case adds — at N = 1 over the idle\n'
+printf 'server, at N > 1 over the same server with one stream live; median of per-second samples.)\n'
 printf '%-4s %-18s %-18s %-8s %-18s %-18s %-18s %-18s\n' N "Siaran CPU/str" "nginx CPU/str" ratio \
-  "Siaran PSS/str" "nginx PSS/str" "Siaran priv/str" "nginx priv/str"
+  "Siaran PSS/add" "nginx PSS/add" "Siaran priv/add" "nginx priv/add"
 for n in $COUNTS; do
   ratio=$(echo "scale=2; ${cpu[siaran,$n]} / ${cpu[nginx,$n]}" | bc -l 2>/dev/null || echo n/a)
   printf '%-4s %-18s %-18s %-8s %-18s %-18s %-18s %-18s\n' "$n" "${cpu[siaran,$n]} %" "${cpu[nginx,$n]} %" \
@@ -227,18 +247,3 @@ printf '\nKeyframe -> segment listed (median over the measured segments of the p
 for n in $COUNTS; do
   printf '  N=%-3s Siaran %-32s nginx-rtmp %s\n' "$n" "${latency[siaran,$n]}" "${latency[nginx,$n]}"
 done
-first=${COUNTS%% *}; last=${COUNTS##* }
-if [ "$first" != "$last" ]; then
-  printf '\nMemory growth per added stream: least-squares slope of the server'"'"'s median PSS (and private\n'
-  printf 'memory) over N = %s, in MB per stream:\n' "$COUNTS"
-  for server in siaran nginx; do
-    points_p=() points_u=()
-    for n in $COUNTS; do
-      points_p+=("$n" "$(echo "scale=3; ${pss[$server,$n,total]} / 1024" | bc -l)")
-      points_u+=("$n" "$(echo "scale=3; ${uss[$server,$n,total]} / 1024" | bc -l)")
-    done
-    printf '  %-7s PSS %s MB, private %s MB   (median PSS MB at each N: %s)\n' "$server" \
-      "$(slope "${points_p[@]}")" "$(slope "${points_u[@]}")" \
-      "$(printf '%s=%s ' "${points_p[@]}" | sed 's/ $//')"
-  done
-fi

@@ -260,18 +260,10 @@ impl MuxPipeline {
 
     /// The first error the pipeline reported, if any.
     pub(crate) fn error(&self) -> Option<PipelineError> {
-        while let Some(message) = self.bus.pop_filtered(&[gst::MessageType::Error]) {
-            if let gst::MessageView::Error(err) = message.view() {
-                return Some(PipelineError::Bus {
-                    source_name: err
-                        .src()
-                        .map(|s| s.path_string().to_string())
-                        .unwrap_or_default(),
-                    message: err.error().to_string(),
-                });
-            }
-        }
-        None
+        first_error(&self.bus).map(|(source_name, message)| PipelineError::Bus {
+            source_name,
+            message,
+        })
     }
 
     /// Ends the session: drains what the muxer holds into the writer, then stops.
@@ -320,4 +312,15 @@ fn feed_pad(mux: &gst::Element, name: &str, caps: &gst::Caps) -> Result<gst::Pad
     pad.set_active(true)?;
     pad.link(&sink).map_err(PipelineError::Link)?;
     Ok(pad)
+}
+
+/// The first error message waiting on `bus`: the element that sent it and what it says.
+pub(crate) fn first_error(bus: &gst::Bus) -> Option<(String, String)> {
+    while let Some(message) = bus.pop_filtered(&[gst::MessageType::Error]) {
+        if let gst::MessageView::Error(err) = message.view() {
+            let source = err.src().map(|s| s.path_string().to_string());
+            return Some((source.unwrap_or_default(), err.error().to_string()));
+        }
+    }
+    None
 }

@@ -245,18 +245,10 @@ impl Decoder {
 
     /// The first error the pipeline reported, if any.
     fn error(&self) -> Option<ThumbnailError> {
-        while let Some(message) = self.bus.pop_filtered(&[gst::MessageType::Error]) {
-            if let gst::MessageView::Error(err) = message.view() {
-                return Some(ThumbnailError::Bus {
-                    source_name: err
-                        .src()
-                        .map(|s| s.path_string().to_string())
-                        .unwrap_or_default(),
-                    message: err.error().to_string(),
-                });
-            }
-        }
-        None
+        crate::pipeline::first_error(&self.bus).map(|(source_name, message)| ThumbnailError::Bus {
+            source_name,
+            message,
+        })
     }
 }
 

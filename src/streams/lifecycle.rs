@@ -77,6 +77,7 @@ pub async fn mark_ended(state: &AppState, stream_id: Uuid) -> sqlx::Result<Optio
         return Ok(None);
     };
     tracing::info!(%stream_id, "stream ended");
+    announce_ended(state, stream_id, ended_at).await;
     if let Err(e) = sqlx::query("DELETE FROM stream_ingests WHERE stream_id = $1")
         .bind(stream_id)
         .execute(&state.db)
@@ -84,7 +85,6 @@ pub async fn mark_ended(state: &AppState, stream_id: Uuid) -> sqlx::Result<Optio
     {
         tracing::debug!(%stream_id, cause = %e, "clearing the ingest heartbeat failed");
     }
-    announce_ended(state, stream_id, ended_at).await;
     Ok(Some(ended_at))
 }
 

@@ -4,10 +4,11 @@ use std::time::Duration;
 
 use serde_json::json;
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use crate::support::{
-    PATIENCE, Publisher, Source, TestApp, decode_errors, ended, event_kinds, final_playlist,
-    live_stream_of, playlist_url, playlist_with, segments, streamer,
+    PATIENCE, Publisher, Session, Source, TestApp, decode_errors, ended, event_kinds,
+    final_playlist, live_stream_of, playlist_url, playlist_with, segments, streamer,
 };
 
 #[sqlx::test(migrator = "siaran::db::MIGRATOR")]
@@ -83,26 +84,7 @@ async fn stopping_a_stream_disconnects_its_publisher(db: PgPool) {
     let mut publisher = Publisher::start(&url, Source::VideoOnly, 60);
     let id = live_stream_of(&app, &budi).await;
 
-    let response = app
-        .post_as(
-            &format!("/api/streams/{id}/stop"),
-            &budi.access_token,
-            &json!({}),
-        )
-        .await;
-
-    assert_eq!(response.status(), 200);
-    assert!(
-        publisher.exited_within(PATIENCE).await.is_some(),
-        "the publisher is disconnected"
-    );
-    final_playlist(&app, id, Duration::from_secs(10)).await;
-    let kinds = event_kinds(&app, id).await;
-    assert_eq!(
-        kinds.iter().filter(|k| *k == "stream.ended").count(),
-        1,
-        "{kinds:?}"
-    );
+    stop_through(&app, &app, &budi, &mut publisher, id).await;
 }
 
 #[sqlx::test(migrator = "siaran::db::MIGRATOR")]
@@ -169,10 +151,22 @@ async fn stopping_through_another_server_disconnects_the_publisher(db: PgPool) {
     let id = live_stream_of(&a, &budi).await;
     playlist_with(&a, id, 1).await;
 
-    let response = b
+    stop_through(&a, &b, &budi, &mut publisher, id).await;
+}
+
+/// The owner stops the stream through `via`: the publisher, connected to `holder`, is
+/// disconnected, the playlist ends and `stream.ended` is announced once.
+async fn stop_through(
+    holder: &TestApp,
+    via: &TestApp,
+    owner: &Session,
+    publisher: &mut Publisher,
+    id: Uuid,
+) {
+    let response = via
         .post_as(
             &format!("/api/streams/{id}/stop"),
-            &budi.access_token,
+            &owner.access_token,
             &json!({}),
         )
         .await;
@@ -180,10 +174,10 @@ async fn stopping_through_another_server_disconnects_the_publisher(db: PgPool) {
     assert_eq!(response.status(), 200);
     assert!(
         publisher.exited_within(PATIENCE).await.is_some(),
-        "the publisher on the other server is disconnected"
+        "the publisher is disconnected"
     );
-    final_playlist(&a, id, PATIENCE).await;
-    let kinds = event_kinds(&a, id).await;
+    final_playlist(holder, id, PATIENCE).await;
+    let kinds = event_kinds(holder, id).await;
     assert_eq!(
         kinds.iter().filter(|k| *k == "stream.ended").count(),
         1,
@@ -200,7 +194,7 @@ async fn a_stream_whose_server_died_is_ended_and_a_fed_one_is_not(db: PgPool) {
     let fed = live_stream_of(&app, &budi).await;
     // What a crashed server leaves behind: a stream marked live that no ingest feeds.
     let (sari, _) = streamer(&app, "sari").await;
-    let orphan: uuid::Uuid = sqlx::query_scalar(
+    let orphan: Uuid = sqlx::query_scalar(
         "INSERT INTO streams (streamer_id, title, is_active, started_at)
          VALUES ($1, 'Left live', true, now() - interval '1 minute') RETURNING id",
     )

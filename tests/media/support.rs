@@ -269,11 +269,29 @@ pub async fn decode_errors(url: &str) -> String {
     }
 }
 
-/// The `type` of each event published on the stream.
+/// The `type` of each event published on the stream. For a stream that has ended in the
+/// database, waits (up to [`PATIENCE`]) for its `stream.ended`, which is recorded just after.
 pub async fn event_kinds(app: &TestApp, stream_id: Uuid) -> Vec<String> {
-    app.stream_events(stream_id)
-        .await
-        .iter()
-        .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
-        .collect()
+    let kinds = || async {
+        app.stream_events(stream_id)
+            .await
+            .iter()
+            .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<String>>()
+    };
+    let has_ended: bool =
+        sqlx::query_scalar("SELECT ended_at IS NOT NULL FROM streams WHERE id = $1")
+            .bind(stream_id)
+            .fetch_optional(&app.db)
+            .await
+            .expect("query")
+            .unwrap_or(false);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let now = kinds().await;
+        if !has_ended || now.iter().any(|k| k == "stream.ended") || Instant::now() >= deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -289,16 +289,16 @@ async fn end_stream(
     StaffUser(staff): StaffUser,
     Path(id): Path<Uuid>,
 ) -> AppResult<Json<AdminStream>> {
-    let stream = find_stream(&state, id).await?;
-    if !stream.is_active {
+    find_stream(&state, id).await?;
+    // The streams module's one way to end a stream: disconnects the publisher, marks the stream
+    // ended and announces it, and says whether it was live — in one conditional update, so two
+    // staff ending it at once get one 200 and one 409.
+    if crate::streams::end_stream(&state, id).await?.is_none() {
         return Err(AppError::conflict(
             "stream_not_live",
             "This stream is not live, so there is nothing to end.",
         ));
     }
-    // The media module's one way to end a stream: disconnects the publisher, marks the stream
-    // ended and announces it (only once, whichever path ends it first).
-    crate::streams::end_stream(&state, id).await?;
     tracing::info!(stream_id = %id, staff_id = %staff.id, "stream ended by staff");
     Ok(Json(find_stream(&state, id).await?.into()))
 }

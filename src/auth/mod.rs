@@ -36,11 +36,18 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
-    #[schema(example = "budi")]
+    /// 3–30 letters, digits, `_`, `.` or `-`.
+    #[schema(
+        example = "budi",
+        min_length = 3,
+        max_length = 30,
+        pattern = "^[A-Za-z0-9_.-]{3,30}$"
+    )]
     pub username: String,
-    #[schema(example = "budi@example.com")]
+    #[schema(example = "budi@example.com", format = Email, max_length = 254)]
     pub email: String,
-    #[schema(example = "correct-horse-battery")]
+    /// 8–128 characters, not only digits, not the username or the email.
+    #[schema(example = "correct-horse-battery", min_length = 8, max_length = 128)]
     pub password: String,
     #[serde(default)]
     pub first_name: Option<String>,

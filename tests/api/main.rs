@@ -9,6 +9,7 @@ mod smtp_sink;
 
 mod admin;
 mod auth;
+mod authz;
 mod bank_transfers;
 mod cluster;
 mod comments;

@@ -214,15 +214,16 @@ pub async fn build_state(config: Config, db: PgPool) -> anyhow::Result<AppState>
 fn raise_open_file_limit(config: &Config) {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => {
-            let wanted =
-                config.server.max_connections as u64 + config.live.ws_max_connections as u64 + 512;
+            let wanted = config.server.max_connections as u64 + 1024;
             if limit < wanted {
                 tracing::warn!(
                     open_files = limit,
                     wanted,
-                    "the open-file limit is below SIARAN_HTTP_MAX_CONNECTIONS + SIARAN_WS_MAX_CONNECTIONS; \
-                     connections past it wait in the listen queue (raise `ulimit -n`)"
+                    "the open-file limit is below SIARAN_HTTP_MAX_CONNECTIONS; connections past it \
+                     wait in the listen queue (raise `ulimit -Hn`, or lower the cap)"
                 );
+            } else {
+                tracing::debug!(open_files = limit, "open-file limit raised");
             }
         }
         Err(e) => tracing::warn!(cause = %e, "cannot raise the open-file limit"),

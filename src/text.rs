@@ -49,7 +49,7 @@ fn is_joiner(c: char) -> bool {
 pub fn find_invisible(text: &str) -> Option<char> {
     let mut previous: Option<char> = None;
     for c in text.chars() {
-        if is_invisible(c) || (is_joiner(c) && !previous.is_some_and(|p| !p.is_ascii())) {
+        if is_invisible(c) || (is_joiner(c) && previous.is_none_or(|p| p.is_ascii())) {
             return Some(c);
         }
         previous = Some(c);

@@ -387,13 +387,16 @@ async fn refresh_from(app: &TestApp, token: &str, ip: &str, agent: &str) -> reqw
         .json(&json!({"refresh_token": token}))
         .send()
         .await
-        .unwrap()
+        .expect("POST /api/auth/refresh")
 }
 
 async fn refresh_token_of(response: reqwest::Response) -> String {
     assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await.unwrap();
-    body["refresh_token"].as_str().unwrap().to_owned()
+    let body: Value = response.json().await.expect("token JSON");
+    body["refresh_token"]
+        .as_str()
+        .expect("a refresh token")
+        .to_owned()
 }
 
 #[sqlx::test(migrator = "siaran::db::MIGRATOR")]

@@ -50,12 +50,11 @@ async fn a_client_trickling_its_request_head_is_disconnected(db: PgPool) {
             break;
         }
         let mut probe = [0u8; 1024];
-        match tokio::time::timeout(Duration::from_millis(1), stream.read(&mut probe)).await {
-            Ok(Ok(0) | Err(_)) => {
-                closed = true;
-                break;
-            }
-            Ok(Ok(_)) | Err(_) => {}
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(1), stream.read(&mut probe)).await
+        {
+            closed = true;
+            break;
         }
     }
 

@@ -1,7 +1,7 @@
 # Siaran: `make run` brings the whole product up; `make test` runs every test suite.
 # Both are idempotent and install what is missing (scripts/setup.sh).
 
-.PHONY: run test setup build lint fmt bench clean help
+.PHONY: run test setup build lint fmt bench fuzz contract clean help
 
 help:
 	@echo "make run    set up, build and serve Siaran on http://localhost:8000"
@@ -9,6 +9,7 @@ help:
 	@echo "make setup  system packages, PostgreSQL, Redis and the database only"
 	@echo "make lint   rustfmt and clippy"
 	@echo "make bench  the benchmarks under benches/ (see benches/README.md)"
+	@echo "make fuzz   the long fuzz runs (the API contract for 30 minutes; CONTRACT_SECONDS)"
 
 run:
 	@scripts/run.sh
@@ -31,6 +32,13 @@ fmt:
 
 bench:
 	@scripts/bench.sh $(BENCH)
+
+# schemathesis against a real server; `make test` runs it for 150 s.
+fuzz:
+	@scripts/contract.sh $${CONTRACT_SECONDS:-1800}
+
+contract:
+	@scripts/contract.sh $${CONTRACT_SECONDS:-150}
 
 clean:
 	cargo clean

@@ -25,6 +25,8 @@ PACKAGES=(
   ffmpeg chromium
   # benches: the reference media server, and the tools benches/media/run.sh drives it with
   nginx libnginx-mod-rtmp jq bc
+  # tests: schemathesis (scripts/tools.sh installs it into .venv-tools/) fuzzes the API contract
+  python3 python3-venv
   # frontend toolchain
   nodejs
 )

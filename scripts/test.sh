@@ -20,6 +20,9 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 
+say "API contract: schemathesis against a real server (scripts/contract.sh)"
+scripts/contract.sh "${CONTRACT_SECONDS:-150}"
+
 if [ -f frontend/package.json ]; then
   say "frontend: unit and end-to-end tests"
   scripts/test-frontend.sh

@@ -10,6 +10,9 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use rand::RngCore;
 
+use crate::http::proxy::TrustedProxies;
+use crate::ratelimit::Limit;
+
 /// The development JWT secret is generated once and kept here (git-ignored).
 const DEV_SECRET_FILE: &str = ".siaran/jwt-secret";
 /// Below this many bytes a JWT secret is considered guessable.
@@ -106,9 +109,28 @@ pub struct Config {
     #[arg(long, env = "SIARAN_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
 
-    /// Trust the last address in `X-Forwarded-For` as the client's (only behind a proxy you run).
+    /// Proxies in front of Siaran whose `X-Forwarded-For` is believed: comma-separated
+    /// addresses or CIDR ranges (`10.0.0.0/8,192.0.2.7`). Empty: the peer is the client.
+    #[arg(
+        long,
+        env = "SIARAN_TRUSTED_PROXIES",
+        default_value = "",
+        value_parser = TrustedProxies::parse
+    )]
+    pub trusted_proxies: TrustedProxies,
+
+    /// Deprecated: `true` trusts proxies on the loopback interface only (as
+    /// `SIARAN_TRUSTED_PROXIES=127.0.0.1,::1`); list your proxies in `SIARAN_TRUSTED_PROXIES`.
     #[arg(long, env = "SIARAN_TRUST_PROXY", default_value_t = false)]
     pub trust_proxy: bool,
+
+    /// Connections, timeouts and password hashing of the HTTP server.
+    #[command(flatten)]
+    pub server: ServerConfig,
+
+    /// Rate limits of registration, login, refresh and donating.
+    #[command(flatten)]
+    pub limits: LimitsConfig,
 
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "SIARAN_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
@@ -137,6 +159,80 @@ pub struct Config {
     /// Background job queue.
     #[command(flatten)]
     pub jobs: JobsConfig,
+}
+
+/// The HTTP server's defences: how many connections it holds, how long a client may take to
+/// send its request head or to read the answer, and how many passwords it hashes at once.
+#[derive(Debug, Clone, Args)]
+pub struct ServerConfig {
+    /// HTTP connections served at once (WebSockets are counted by `SIARAN_WS_MAX_CONNECTIONS`
+    /// once upgraded); more are answered 503 `too_many_connections` and closed.
+    #[arg(long, env = "SIARAN_HTTP_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Seconds a client has to send a whole request head, and that an idle keep-alive
+    /// connection is kept open waiting for the next one.
+    #[arg(long, env = "SIARAN_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+
+    /// Seconds a response may wait for a client that reads nothing before the connection is
+    /// closed.
+    #[arg(long, env = "SIARAN_HTTP_WRITE_TIMEOUT_SECS", default_value_t = 30)]
+    pub write_timeout_secs: u64,
+
+    /// Seconds a request may take to produce its response (headers; bodies are streamed and
+    /// bounded by the write timeout).
+    #[arg(long, env = "SIARAN_HTTP_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+
+    /// Passwords hashed or verified at once (argon2id: 19 MiB and one core each). 0: the number
+    /// of cores, at most what an eighth of the memory holds.
+    #[arg(long, env = "SIARAN_PASSWORD_HASH_CONCURRENCY", default_value_t = 0)]
+    pub password_hash_concurrency: usize,
+
+    /// Milliseconds a request waits for a free hashing slot before it is answered 503
+    /// `service_busy` with `Retry-After`.
+    #[arg(long, env = "SIARAN_PASSWORD_HASH_WAIT_MS", default_value_t = 5_000)]
+    pub password_hash_wait_ms: u64,
+
+    /// Seconds after a refresh in which the same client (same address and `User-Agent`) may
+    /// present the refresh token it just used again and get a new pair, in case the answer was
+    /// lost; 0 turns the grace off.
+    #[arg(long, env = "SIARAN_REFRESH_GRACE_SECS", default_value_t = 20)]
+    pub refresh_grace_secs: u64,
+}
+
+/// Rate limits, each `COUNT/WINDOW` (`5/15m`, `20/1h`, `10/30s`), counted in Redis across
+/// every server process. A client address is an IPv4 address or an IPv6 /64.
+#[derive(Debug, Clone, Args)]
+pub struct LimitsConfig {
+    /// Registrations from one address.
+    #[arg(long, env = "SIARAN_LIMIT_REGISTER_ADDRESS", default_value = "20/1h")]
+    pub register_address: Limit,
+
+    /// Failed logins for one account (by username or email alike) before it is locked.
+    #[arg(long, env = "SIARAN_LIMIT_LOGIN_ACCOUNT", default_value = "5/15m")]
+    pub login_account: Limit,
+
+    /// Failed logins from one address (over any accounts).
+    #[arg(long, env = "SIARAN_LIMIT_LOGIN_ADDRESS", default_value = "30/15m")]
+    pub login_address: Limit,
+
+    /// Token refreshes of one account.
+    #[arg(long, env = "SIARAN_LIMIT_REFRESH_ACCOUNT", default_value = "20/1m")]
+    pub refresh_account: Limit,
+
+    /// Token refreshes from one address.
+    #[arg(long, env = "SIARAN_LIMIT_REFRESH_ADDRESS", default_value = "120/1m")]
+    pub refresh_address: Limit,
+
+    /// Donations one account starts.
+    #[arg(long, env = "SIARAN_LIMIT_DONATION_ACCOUNT", default_value = "10/1m")]
+    pub donation_account: Limit,
+
+    /// Donations started from one address.
+    #[arg(long, env = "SIARAN_LIMIT_DONATION_ADDRESS", default_value = "30/1m")]
+    pub donation_address: Limit,
 }
 
 /// Donation limits and deadlines.
@@ -298,6 +394,17 @@ impl Config {
             config: Config,
         }
         <Only as clap::Parser>::try_parse_from(args).map(|o| o.config)
+    }
+
+    /// The proxies whose `X-Forwarded-For` is believed, with the deprecated
+    /// `SIARAN_TRUST_PROXY=true` read as "the loopback interface".
+    #[must_use]
+    pub fn effective_trusted_proxies(&self) -> TrustedProxies {
+        if self.trust_proxy {
+            self.trusted_proxies.clone().with_loopback()
+        } else {
+            self.trusted_proxies.clone()
+        }
     }
 
     /// The public base URL without a trailing slash.

@@ -169,6 +169,14 @@ pub enum AppError {
         detail: Cow<'static, str>,
     },
 
+    /// The server is too busy for this request right now; retry after the given time (503).
+    #[error("{detail}")]
+    Busy {
+        code: &'static str,
+        detail: Cow<'static, str>,
+        retry_after: Duration,
+    },
+
     /// A backing service (PostgreSQL, Redis) is unreachable (503).
     #[error("service unavailable: {0:#}")]
     Unavailable(anyhow::Error),
@@ -254,6 +262,15 @@ impl AppError {
             Self::BadGateway { code, detail } => {
                 Problem::new(StatusCode::BAD_GATEWAY, *code, detail.clone())
             }
+            Self::Busy {
+                code,
+                detail,
+                retry_after,
+            } => {
+                let mut p = Problem::new(StatusCode::SERVICE_UNAVAILABLE, *code, detail.clone());
+                p.retry_after = Some(retry_after.as_secs().max(1));
+                p
+            }
             Self::Unavailable(cause) => {
                 tracing::error!(cause = format!("{cause:#}"), "backing service unavailable");
                 Problem::new(
@@ -284,8 +301,39 @@ impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
         if is_unavailable(&e) {
             Self::Unavailable(e.into())
+        } else if is_unstorable_text(&e) {
+            // The extractors refuse NUL in bodies and query strings with the field's name; this
+            // is the backstop for text that reached a query some other way.
+            tracing::info!(cause = %e, "text PostgreSQL cannot store");
+            Self::invalid(
+                "",
+                "invalid_characters",
+                "The request contains characters that cannot be stored (such as NUL).",
+            )
         } else {
             Self::Internal(e.into())
+        }
+    }
+}
+
+/// Whether PostgreSQL refused a value because of what its text contains: NUL in `text`
+/// (`22021`, invalid byte sequence) or in `jsonb` (`22P05`, untranslatable character). A
+/// client's mistake, never the server's.
+fn is_unstorable_text(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("22021" | "22P05")))
+}
+
+impl From<crate::auth::password::HashError> for AppError {
+    fn from(e: crate::auth::password::HashError) -> Self {
+        match e {
+            crate::auth::password::HashError::Busy { retry_after } => Self::Busy {
+                code: "service_busy",
+                detail: Cow::Borrowed(
+                    "The server is busy checking passwords; please try again in a moment.",
+                ),
+                retry_after,
+            },
+            crate::auth::password::HashError::Failed(e) => Self::Internal(e),
         }
     }
 }

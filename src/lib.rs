@@ -25,4 +25,5 @@ pub mod startup;
 pub mod state;
 pub mod streams;
 pub mod telemetry;
+pub mod text;
 pub mod users;

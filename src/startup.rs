@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::jwt::JwtKeys;
+use crate::auth::password::Hasher;
 use crate::config::Config;
 use crate::ingest::KeyAuthorizer;
 use crate::jobs::{self, JobQueue};
@@ -122,11 +123,9 @@ impl Application {
         state
             .tasks
             .spawn(housekeeping::run_hls_retention(state.clone()));
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        raise_open_file_limit(&state.config);
+        let limits = http::server::ServerLimits::from_config(&state.config.server);
+        http::server::serve(listener, router, limits, async move {
             shutdown.await;
             tracing::info!("shutting down");
             token.cancel();
@@ -179,6 +178,17 @@ pub async fn build_state(config: Config, db: PgPool) -> anyhow::Result<AppState>
         tasks.clone(),
     );
     let comments = crate::comments::writer::Writer::new(db.clone(), events.clone(), tasks.clone());
+    let passwords = Hasher::new(
+        config.server.password_hash_concurrency,
+        Duration::from_millis(config.server.password_hash_wait_ms),
+    );
+    if config.trust_proxy {
+        tracing::warn!(
+            "SIARAN_TRUST_PROXY is deprecated and now trusts proxies on the loopback interface only; \
+             list your proxies' addresses in SIARAN_TRUSTED_PROXIES instead"
+        );
+    }
+    let proxies = Arc::new(config.effective_trusted_proxies());
     Ok(AppState {
         jobs: JobQueue::new(redis.clone(), config.jobs.clone()),
         config: Arc::new(config),
@@ -189,12 +199,35 @@ pub async fn build_state(config: Config, db: PgPool) -> anyhow::Result<AppState>
         ingest,
         redis,
         jwt: Arc::new(jwt),
+        passwords,
+        proxies,
         mailer,
         midtrans,
         metrics: metrics_handle(),
         shutdown,
         tasks,
     })
+}
+
+/// Raises this process's soft limit of open files to its hard limit (every connection is a
+/// descriptor; the soft limit is often 1,024) and says when even that is below the caps.
+fn raise_open_file_limit(config: &Config) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            let wanted = config.server.max_connections as u64 + 1024;
+            if limit < wanted {
+                tracing::warn!(
+                    open_files = limit,
+                    wanted,
+                    "the open-file limit is below SIARAN_HTTP_MAX_CONNECTIONS; connections past it \
+                     wait in the listen queue (raise `ulimit -Hn`, or lower the cap)"
+                );
+            } else {
+                tracing::debug!(open_files = limit, "open-file limit raised");
+            }
+        }
+        Err(e) => tracing::warn!(cause = %e, "cannot raise the open-file limit"),
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

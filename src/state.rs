@@ -9,7 +9,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::jwt::JwtKeys;
+use crate::auth::password::Hasher;
 use crate::config::Config;
+use crate::http::proxy::TrustedProxies;
 use crate::jobs::JobQueue;
 use crate::kv::Redis;
 use crate::live::Live;
@@ -23,6 +25,10 @@ pub struct AppState {
     pub db: PgPool,
     pub redis: Redis,
     pub jwt: Arc<JwtKeys>,
+    /// The process-wide bound on concurrent password hashing.
+    pub passwords: Hasher,
+    /// The proxies whose `X-Forwarded-For` is believed (`SIARAN_TRUSTED_PROXIES`).
+    pub proxies: Arc<TrustedProxies>,
     /// Publishes live events (comments, donations, stream state) to every server process.
     pub events: Events,
     /// This process's sockets, hubs and Redis subscription for live events.

@@ -155,13 +155,15 @@ async fn deactivate_user(
     Ok(Json(user.into()))
 }
 
-/// Lets a deactivated account log in again. Idempotent.
+/// Lets a deactivated account log in again. Idempotent. Takes the same rights as deactivating:
+/// only a superuser can reactivate a superuser.
 #[utoipa::path(post, path = "/api/admin/users/{id}/reactivate", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The user")),
     responses(
         (status = 200, description = "The reactivated account", body = UserView),
         (status = 401, description = "Not logged in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not staff", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not staff, or the account is a superuser's and the caller is not one",
+            body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
 ))]
 async fn reactivate_user(
@@ -169,11 +171,19 @@ async fn reactivate_user(
     StaffUser(staff): StaffUser,
     Path(id): Path<Uuid>,
 ) -> AppResult<Json<UserView>> {
-    let user: User = sqlx::query_as("UPDATE users SET is_active = true WHERE id = $1 RETURNING *")
-        .bind(id)
-        .fetch_optional(&state.db)
-        .await?
-        .ok_or_else(|| AppError::not_found("User"))?;
+    let user: Option<User> = sqlx::query_as(
+        "UPDATE users SET is_active = true WHERE id = $1 AND (NOT is_superuser OR $2) RETURNING *",
+    )
+    .bind(id)
+    .bind(staff.is_superuser)
+    .fetch_optional(&state.db)
+    .await?;
+    let Some(user) = user else {
+        return Err(match User::find(&state.db, id).await? {
+            Some(_) => AppError::forbidden("Only a superuser can reactivate a superuser."),
+            None => AppError::not_found("User"),
+        });
+    };
     tracing::info!(user_id = %id, staff_id = %staff.id, "account reactivated by staff");
     Ok(Json(user.into()))
 }

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -19,17 +19,12 @@ use utoipa_axum::routes;
 use crate::config::ACCESS_TOKEN_TTL;
 use crate::error::{AppError, AppResult, FieldError, Problem, constraint};
 use crate::http::extract::{ClientIp, Json};
-use crate::ratelimit::{Limit, RateLimiter};
+use crate::ratelimit::{RateLimiter, address_key};
 use crate::state::AppState;
 use crate::users::domain::{Email, Password, Username, parse_name};
 use crate::users::model::{User, UserView};
 
 pub use extract::{AuthUser, MaybeAuthUser, StaffUser};
-
-/// Failed logins allowed per account before it is locked for the rest of the window.
-const ACCOUNT_FAILURES: Limit = Limit::new(5, Duration::from_secs(15 * 60));
-/// Failed logins allowed per client address (covers spraying many accounts).
-const ADDRESS_FAILURES: Limit = Limit::new(30, Duration::from_secs(15 * 60));
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -41,11 +36,18 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
-    #[schema(example = "budi")]
+    /// 3–30 letters, digits, `_`, `.` or `-`.
+    #[schema(
+        example = "budi",
+        min_length = 3,
+        max_length = 30,
+        pattern = "^[A-Za-z0-9_.-]{3,30}$"
+    )]
     pub username: String,
-    #[schema(example = "budi@example.com")]
+    #[schema(example = "budi@example.com", format = Email, max_length = 254)]
     pub email: String,
-    #[schema(example = "correct-horse-battery")]
+    /// 8–128 characters, not only digits, not the username or the email.
+    #[schema(example = "correct-horse-battery", min_length = 8, max_length = 128)]
     pub password: String,
     #[serde(default)]
     pub first_name: Option<String>,
@@ -89,17 +91,38 @@ impl RegisterRequest {
 }
 
 /// Creates an account.
+///
+/// At most `SIARAN_LIMIT_REGISTER_ADDRESS` (default 20 an hour) attempts from one address;
+/// more get 429 `too_many_registrations` with `Retry-After`.
 #[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterRequest, responses(
     (status = 201, description = "Account created", body = UserView),
     (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
     (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
     (status = 422, description = "Invalid or taken fields (`errors` lists each)", body = Problem,
         content_type = "application/problem+json"),
+    (status = 429, description = "`too_many_registrations` from this address; see `Retry-After`", body = Problem,
+        content_type = "application/problem+json"),
+    (status = 503, description = "`service_busy`: every password hashing slot stayed busy; see `Retry-After`",
+        body = Problem, content_type = "application/problem+json"),
 ))]
 async fn register(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     Json(body): Json<RegisterRequest>,
 ) -> AppResult<(StatusCode, Json<UserView>)> {
+    let limiter = RateLimiter::new(state.redis.clone());
+    let address = format!("register:ip:{}", address_key(ip));
+    limiter
+        .acquire(&[(&address, state.config.limits.register_address)])
+        .await
+        .map_err(|refused| AppError::TooManyRequests {
+            code: "too_many_registrations",
+            detail: Cow::Owned(format!(
+                "Too many accounts were registered from your address. Try again in {}.",
+                wait_in_words(refused.retry_after)
+            )),
+            retry_after: refused.retry_after,
+        })?;
     let NewAccount {
         username,
         email,
@@ -111,7 +134,7 @@ async fn register(
     if !taken.is_empty() {
         return Err(AppError::Validation(taken));
     }
-    let hash = password::hash(password.into_inner()).await?;
+    let hash = state.passwords.hash(password.into_inner()).await?;
     let user: User = sqlx::query_as(
         "INSERT INTO users (username, email, password_hash, first_name, last_name)
          VALUES ($1, $2, $3, $4, $5) RETURNING *",
@@ -132,6 +155,16 @@ async fn register(
     })?;
     tracing::info!(user_id = %user.id, username = %user.username, "account registered");
     Ok((StatusCode::CREATED, Json(user.into())))
+}
+
+/// "3 minute(s)", "1 hour(s)" for a retry delay.
+fn wait_in_words(wait: Duration) -> String {
+    let minutes = wait.as_secs().div_ceil(60).max(1);
+    if minutes > 90 {
+        format!("{} hour(s)", minutes.div_ceil(60))
+    } else {
+        format!("{minutes} minute(s)")
+    }
 }
 
 fn username_taken() -> FieldError {
@@ -221,8 +254,8 @@ fn too_many_attempts(retry_after: Duration) -> AppError {
     AppError::TooManyRequests {
         code: "too_many_login_attempts",
         detail: Cow::Owned(format!(
-            "Too many failed logins. Try again in {} minute(s).",
-            retry_after.as_secs().div_ceil(60).max(1)
+            "Too many failed logins. Try again in {}.",
+            wait_in_words(retry_after)
         )),
         retry_after,
     }
@@ -230,8 +263,10 @@ fn too_many_attempts(retry_after: Duration) -> AppError {
 
 /// Logs in with username or email and password.
 ///
-/// After 5 failures for one account, or 30 from one address, within 15 minutes, further
-/// attempts are refused with 429 and `Retry-After` until the window ends.
+/// After 5 failures for one account (by username or email alike), or 30 from one address,
+/// within 15 minutes, further attempts are refused with 429 and `Retry-After` until the window
+/// ends. Every attempt counts the moment it arrives (a correct password gives its turn back), so
+/// parallel guesses get no more turns than sequential ones.
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest, responses(
     (status = 200, description = "Logged in", body = TokenResponse),
     (status = 401, description = "`invalid_credentials` or `account_disabled`", body = Problem,
@@ -239,6 +274,8 @@ fn too_many_attempts(retry_after: Duration) -> AppError {
     (status = 422, description = "Missing fields", body = Problem, content_type = "application/problem+json"),
     (status = 429, description = "Too many failed attempts; see `Retry-After`", body = Problem,
         content_type = "application/problem+json"),
+    (status = 503, description = "`service_busy`: every password hashing slot stayed busy; see `Retry-After`",
+        body = Problem, content_type = "application/problem+json"),
 ))]
 async fn login(
     State(state): State<AppState>,
@@ -249,37 +286,54 @@ async fn login(
     if login.is_empty() {
         return Err(FieldError::new("login", "required", "Enter your username or email.").into());
     }
-    let limiter = RateLimiter::new(state.redis.clone());
-    let account_key = format!("login:fail:account:{login}");
-    let address_key = format!("login:fail:ip:{ip}");
-    limiter
-        .check(&account_key, ACCOUNT_FAILURES)
-        .await
-        .map_err(too_many_attempts)?;
-    limiter
-        .check(&address_key, ADDRESS_FAILURES)
-        .await
-        .map_err(too_many_attempts)?;
-
     let user = User::find_by_login(&state.db, &login).await?;
-    let matches = password::verify(
-        body.password,
-        user.as_ref().map(|u| u.password_hash.clone()),
-    )
-    .await?;
+    // One count per account, whichever of its names is tried; a name without an account
+    // counts by itself (it may be registered meanwhile, but then the guesser gains nothing).
+    let account_key = match &user {
+        Some(user) => format!("login:attempts:user:{}", user.id),
+        None => format!("login:attempts:name:{login}"),
+    };
+    let address_key = format!("login:attempts:ip:{}", address_key(ip));
+    let limits = &state.config.limits;
+    let limiter = RateLimiter::new(state.redis.clone());
+    limiter
+        .acquire(&[
+            (&account_key, limits.login_account),
+            (&address_key, limits.login_address),
+        ])
+        .await
+        .map_err(|refused| too_many_attempts(refused.retry_after))?;
+
+    let verified = state
+        .passwords
+        .verify(
+            body.password,
+            user.as_ref().map(|u| u.password_hash.clone()),
+        )
+        .await;
+    let matches = match verified {
+        Ok(matches) => matches,
+        Err(e) => {
+            // Never judged: the turn is given back.
+            limiter.refund(&account_key).await;
+            limiter.refund(&address_key).await;
+            return Err(e.into());
+        }
+    };
     let user = match user {
         Some(user) if matches => user,
         _ => {
-            limiter.record(&account_key, ACCOUNT_FAILURES.window).await;
-            limiter.record(&address_key, ADDRESS_FAILURES.window).await;
             tracing::info!(%ip, "failed login");
             return Err(invalid_credentials());
         }
     };
+    // The right password is no failure: the account starts afresh and the address gets its
+    // turn back.
+    limiter.clear(&account_key).await;
+    limiter.refund(&address_key).await;
     if !user.is_active {
         return Err(account_disabled());
     }
-    limiter.clear(&account_key).await;
     let user: User =
         sqlx::query_as("UPDATE users SET last_login = now() WHERE id = $1 RETURNING *")
             .bind(user.id)
@@ -297,17 +351,48 @@ pub struct RefreshRequest {
 
 /// Exchanges a refresh token for a new pair (the old one is used up).
 ///
-/// Presenting a refresh token that was already used revokes its whole session.
+/// Presenting a refresh token that was already used revokes its whole session — except a retry
+/// by the same client (address and `User-Agent`) within `SIARAN_REFRESH_GRACE_SECS` (20 s) of
+/// the first use while the token issued then is still unused, which gets a new pair (the
+/// answer to the first attempt was lost). At most 20 refreshes per account and 120 per
+/// address a minute (429 `too_many_refreshes`).
 #[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", request_body = RefreshRequest, responses(
     (status = 200, description = "New tokens", body = TokenResponse),
     (status = 401, description = "`invalid_refresh_token`, `refresh_token_reused` or `account_disabled`",
         body = Problem, content_type = "application/problem+json"),
+    (status = 429, description = "`too_many_refreshes`; see `Retry-After`", body = Problem,
+        content_type = "application/problem+json"),
 ))]
 async fn refresh_session(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     Json(body): Json<RefreshRequest>,
 ) -> AppResult<Json<TokenResponse>> {
-    let (user_id, next) = refresh::rotate(&state.db, body.refresh_token.trim())
+    let token = body.refresh_token.trim();
+    let limits = &state.config.limits;
+    let address = format!("refresh:ip:{}", address_key(ip));
+    let account = refresh::owner(&state.db, token)
+        .await?
+        .map(|user_id| format!("refresh:user:{user_id}"));
+    let mut charges = vec![(address.as_str(), limits.refresh_address)];
+    if let Some(account) = &account {
+        charges.push((account.as_str(), limits.refresh_account));
+    }
+    RateLimiter::new(state.redis.clone())
+        .acquire(&charges)
+        .await
+        .map_err(|refused| AppError::TooManyRequests {
+            code: "too_many_refreshes",
+            detail: Cow::Borrowed("Too many token refreshes; wait a moment."),
+            retry_after: refused.retry_after,
+        })?;
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .map_or(&[][..], |v| v.as_bytes());
+    let client = refresh::ClientFingerprint::new(ip, user_agent);
+    let grace = Duration::from_secs(state.config.server.refresh_grace_secs);
+    let (user_id, next) = refresh::rotate(&state.db, token, &client, grace)
         .await
         .map_err(|e| match e {
             refresh::RefreshError::Invalid => AppError::Unauthorized {

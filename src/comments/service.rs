@@ -29,7 +29,16 @@ pub struct CommentContent(String);
 
 impl CommentContent {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
-        let trimmed = raw.trim();
+        // Invisible characters (bidi controls, zero-width) are dropped: see `crate::text`.
+        let stripped = crate::text::strip_invisible(raw);
+        let trimmed = stripped.trim();
+        if crate::text::has_control(trimmed, true) {
+            return Err(FieldError::new(
+                "content",
+                "invalid_characters",
+                "Comments cannot contain control characters.",
+            ));
+        }
         if trimmed.is_empty() {
             return Err(FieldError::new(
                 "content",

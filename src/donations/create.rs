@@ -20,11 +20,12 @@ use super::settings::{PayoutAccount, blocked_words};
 use super::views;
 use crate::auth::AuthUser;
 use crate::error::{AppError, AppResult, FieldError, Problem, constraint};
-use crate::http::extract::{Json, Path};
+use crate::http::extract::{ClientIp, Json, Path};
 use crate::payments::midtrans::{
     Callbacks, CustomerDetails, Expiry, ItemDetails, SnapRequest, TransactionDetails,
 };
 use crate::payments::{MidtransError, rupiah};
+use crate::ratelimit::{RateLimiter, address_key};
 use crate::state::AppState;
 
 /// Times a fresh reference code is drawn when one collides.
@@ -98,7 +99,9 @@ fn stream_error(code: &'static str, message: &'static str) -> FieldError {
 /// `stream`: `not_found`, `not_live`, `own_stream`). Midtrans: the donation is stored `pending`
 /// before Snap is asked for a token; if Midtrans is down or refuses, it becomes `failed` and the
 /// answer is 502 `payment_provider_error`. Bank transfer: 409 `payout_details_missing` until
-/// the streamer has set their bank account.
+/// the streamer has set their bank account. At most `SIARAN_LIMIT_DONATION_ACCOUNT` (10 a
+/// minute) per donor and `SIARAN_LIMIT_DONATION_ADDRESS` (30) per address: 429
+/// `donation_rate_limited`.
 #[utoipa::path(post, path = "/api/streams/{id}/donations", tag = "donations", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The stream")),
     request_body = CreateDonation,
@@ -109,15 +112,34 @@ fn stream_error(code: &'static str, message: &'static str) -> FieldError {
             content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, or a stream that does not exist, is not live or is yours", body = Problem,
             content_type = "application/problem+json"),
+        (status = 429, description = "`donation_rate_limited`; see `Retry-After`", body = Problem,
+            content_type = "application/problem+json"),
         (status = 502, description = "`payment_provider_error`: Midtrans is down or refused", body = Problem,
             content_type = "application/problem+json"),
 ))]
 pub(super) async fn create_donation(
     State(state): State<AppState>,
     AuthUser(donor): AuthUser,
+    ClientIp(ip): ClientIp,
     Path(stream_id): Path<Uuid>,
     Json(body): Json<CreateDonation>,
 ) -> AppResult<(StatusCode, Json<CreatedDonation>)> {
+    let limits = &state.config.limits;
+    let (account, address) = (
+        format!("donations:user:{}", donor.id),
+        format!("donations:ip:{}", address_key(ip)),
+    );
+    RateLimiter::new(state.redis.clone())
+        .acquire(&[
+            (&account, limits.donation_account),
+            (&address, limits.donation_address),
+        ])
+        .await
+        .map_err(|refused| AppError::TooManyRequests {
+            code: "donation_rate_limited",
+            detail: Cow::Borrowed("You are starting donations too fast; wait a minute."),
+            retry_after: refused.retry_after,
+        })?;
     let stream: Option<StreamInfo> =
         sqlx::query_as("SELECT streamer_id, is_active FROM streams WHERE id = $1")
             .bind(stream_id)

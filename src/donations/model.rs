@@ -258,7 +258,9 @@ pub fn parse_amount(amount: i64, limits: &DonationsConfig) -> Result<i64, FieldE
 /// Parses a donation message: trimmed, at most 255 characters, free of the streamer's blocked
 /// words.
 pub fn parse_message(raw: &str, blocked: &[String]) -> Result<String, FieldError> {
-    let message = raw.trim();
+    // Invisible characters are dropped before the checks, so none hides a blocked word.
+    let stripped = crate::text::strip_invisible(raw);
+    let message = stripped.trim();
     if message.chars().count() > MESSAGE_MAX_CHARS {
         return Err(FieldError::new(
             "message",

@@ -68,11 +68,11 @@ fn parse_text(field: &'static str, raw: &str, what: &str) -> Result<String, Fiel
             format!("The {what} can be at most 100 characters."),
         ));
     }
-    if value.chars().any(char::is_control) {
+    if value.chars().any(char::is_control) || crate::text::find_invisible(value).is_some() {
         return Err(FieldError::new(
             field,
             "invalid_characters",
-            format!("The {what} cannot contain control characters."),
+            format!("The {what} cannot contain control or invisible formatting characters."),
         ));
     }
     Ok(value.to_owned())
@@ -245,7 +245,7 @@ pub(super) async fn replace_blocked_words(
     let mut errors = Vec::new();
     let mut words = BTreeSet::new();
     for (i, raw) in body.words.iter().enumerate() {
-        let word = raw
+        let word = crate::text::strip_invisible(raw)
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ")

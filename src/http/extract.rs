@@ -87,8 +87,13 @@ fn bytes_rejection(rejection: &BytesRejection) -> AppError {
     }
 }
 
-/// Parses a JSON document, reporting syntax errors as 400 and shape errors as field errors.
+/// Parses a JSON document, reporting syntax errors as 400 and shape errors as field errors. A
+/// string holding NUL (`\u0000`, which PostgreSQL cannot store in text) is a 422 field error
+/// for whichever field it is in, so no handler has to think of it.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    if let Some(field) = nul_field(bytes) {
+        return Err(AppError::Validation(vec![nul_error(field)]));
+    }
     let malformed = |e: &serde_json::Error| AppError::BadRequest {
         status: StatusCode::BAD_REQUEST,
         code: "malformed_json",
@@ -106,6 +111,47 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     })?;
     de.end().map_err(|e| malformed(&e))?;
     Ok(value)
+}
+
+fn nul_error(field: String) -> FieldError {
+    FieldError::new(
+        field,
+        "invalid_characters",
+        "Text cannot contain NUL characters.",
+    )
+}
+
+/// Where the first string (or key) holding NUL is, if any. NUL can only reach a JSON string as
+/// the escape `\u0000`, so documents without that sequence are not looked at twice.
+fn nul_field(bytes: &[u8]) -> Option<String> {
+    if !bytes.windows(6).any(|w| w == b"\\u0000") {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    find_nul(&value, "")
+}
+
+fn find_nul(value: &serde_json::Value, path: &str) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0').then(|| path.to_owned()),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| find_nul(item, &format!("{path}[{i}]"))),
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            let child = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            if key.contains('\0') {
+                Some(child.replace('\0', ""))
+            } else {
+                find_nul(item, &child)
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// Turns a serde message into a field error. serde reports a missing field at the parent's path
@@ -174,6 +220,11 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
+        if let Some((key, _)) = form_urlencoded::parse(query.as_bytes())
+            .find(|(key, value)| key.contains('\0') || value.contains('\0'))
+        {
+            return Err(AppError::Validation(vec![nul_error(key.replace('\0', ""))]));
+        }
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(de)
             .map(Query)
@@ -197,6 +248,13 @@ where
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // Nothing is named with a NUL in it.
+        if parts.uri.path().contains("%00") {
+            return Err(AppError::NotFound {
+                code: "not_found",
+                detail: Cow::Borrowed("No such resource."),
+            });
+        }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Path(value)),
             Err(rejection) => {
@@ -210,8 +268,9 @@ where
     }
 }
 
-/// The client's IP address: the peer's, or with `SIARAN_TRUST_PROXY` the last hop of
-/// `X-Forwarded-For` as written by the proxy in front.
+/// The client's IP address: the TCP peer's, or, when the peer is one of
+/// `SIARAN_TRUSTED_PROXIES`, the first address in `X-Forwarded-For` (read from the right)
+/// that is not a trusted proxy. See [`crate::http::proxy`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
@@ -222,24 +281,11 @@ impl FromRequestParts<AppState> for ClientIp {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        if state.config.trust_proxy {
-            let forwarded = parts
-                .headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-                .next_back();
-            if let Some(ip) = forwarded {
-                return Ok(Self(ip));
-            }
-        }
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip());
-        Ok(Self(peer.unwrap_or(IpAddr::from([127, 0, 0, 1]))))
+            .map_or(IpAddr::from([127, 0, 0, 1]), |ConnectInfo(addr)| addr.ip());
+        Ok(Self(state.proxies.client_ip(peer, &parts.headers)))
     }
 }
 
@@ -275,6 +321,27 @@ mod tests {
             field_errors(parse_json::<Body>(br#"{"name": "x", "count": "many"}"#).unwrap_err());
         assert_eq!(errors[0].field, "count");
         assert_eq!(errors[0].code, "invalid_type");
+    }
+
+    #[test]
+    fn nul_in_any_string_is_a_field_error_naming_it() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Nested {
+            title: String,
+            tags: Vec<String>,
+        }
+        let errors = field_errors(
+            parse_json::<Nested>(br#"{"title": "ok", "tags": ["a", "b\u0000c"]}"#).unwrap_err(),
+        );
+        assert_eq!(errors[0].field, "tags[1]");
+        assert_eq!(errors[0].code, "invalid_characters");
+        let errors =
+            field_errors(parse_json::<Body>(br#"{"name": "\u0000", "count": 1}"#).unwrap_err());
+        assert_eq!(errors[0].field, "name");
+        // An escaped backslash followed by `u0000` is no NUL.
+        let body: Body = parse_json(br#"{"name": "\\u0000", "count": 1}"#).unwrap();
+        assert_eq!(body.name, "\\u0000");
     }
 
     #[test]

@@ -5,6 +5,8 @@ pub mod extract;
 pub mod middleware;
 pub mod ops;
 pub mod pagination;
+pub mod proxy;
+pub mod server;
 
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::CorsLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::services::{ServeDir, ServeFile};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::OpenApi;
@@ -29,12 +32,10 @@ use crate::state::AppState;
 use crate::{admin, auth, comments, donations, live, openapi, streams, users};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-/// Requests (not WebSocket sessions, which are upgraded before this applies) must finish within this.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Every documented route, with the OpenAPI document describing exactly those routes.
 pub fn api() -> (Router<AppState>, OpenApi) {
-    OpenApiRouter::with_openapi(openapi::base())
+    let (router, mut doc) = OpenApiRouter::with_openapi(openapi::base())
         .merge(ops::router())
         .merge(auth::router())
         .merge(users::router())
@@ -43,20 +44,37 @@ pub fn api() -> (Router<AppState>, OpenApi) {
         .merge(donations::router())
         .merge(comments::router())
         .merge(live::router())
-        .split_for_parts()
+        .split_for_parts();
+    openapi::complete(&mut doc);
+    (router, doc)
 }
 
 /// The whole application: API, docs, fallbacks and layers.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = api();
     let max_body = state.config.max_body_bytes;
+    // Requests (not WebSocket sessions, which are upgraded before this applies) must have their
+    // response head within this; bodies are bounded by the server's write timeout.
+    let request_timeout = Duration::from_secs(state.config.server.request_timeout_secs.max(1));
+    let csp = HeaderValue::from_str(&middleware::content_security_policy(&state.config))
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"));
     api.merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
         .fallback(frontend_or_not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(middleware::ensure_problem_json))
+        .layer(axum::middleware::from_fn(middleware::no_store_api))
         .layer(axum::middleware::from_fn(middleware::track_metrics))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
+        // Every response: the Content-Security-Policy, no MIME sniffing, no framing by other
+        // sites, and no path (an overlay address holds its token) in referrers to other origins.
+        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, csp))
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("strict-origin-when-cross-origin"),
+        ))
         .layer(CorsLayer::permissive())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {

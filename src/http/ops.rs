@@ -43,6 +43,9 @@ async fn healthz() -> Json<Health> {
 }
 
 /// PostgreSQL and Redis are reachable.
+///
+/// When one is not, the answer names which (`postgres` / `redis`: `down`); the error itself is
+/// only logged, since it can carry host names, ports and user names.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(
     (status = 200, description = "Ready", body = Readiness),
     (status = 503, description = "A dependency is unreachable; `detail` names it", body = Problem,
@@ -52,25 +55,28 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, Proble
         sqlx::query("SELECT 1").execute(&state.db),
         state.redis.ping()
     );
-    match (postgres, redis) {
-        (Ok(_), Ok(())) => Ok(Json(Readiness {
+    if let Err(e) = &postgres {
+        tracing::warn!(cause = %e, "readiness: PostgreSQL does not answer");
+    }
+    if let Err(e) = &redis {
+        tracing::warn!(cause = %e, "readiness: Redis does not answer");
+    }
+    let state_of = |ok: bool| if ok { "ok" } else { "down" };
+    match (postgres.is_ok(), redis.is_ok()) {
+        (true, true) => Ok(Json(Readiness {
             status: "ok",
             postgres: "ok",
             redis: "ok",
         })),
-        (postgres, redis) => {
-            let describe = |r: Result<(), String>| r.err().unwrap_or_else(|| "ok".to_owned());
-            let detail = format!(
+        (postgres, redis) => Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!(
                 "PostgreSQL: {}; Redis: {}",
-                describe(postgres.map(drop).map_err(|e| e.to_string())),
-                describe(redis.map_err(|e| e.to_string()))
-            );
-            Err(Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
-                detail,
-            ))
-        }
+                state_of(postgres),
+                state_of(redis)
+            ),
+        )),
     }
 }
 

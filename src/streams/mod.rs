@@ -23,6 +23,7 @@ use crate::error::{AppError, AppResult, FieldError, Problem};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::{PageParams, Paginated};
 use crate::state::AppState;
+use crate::text;
 use crate::users::model::User;
 use keys::NewStreamKey;
 use model::{SELECT_STREAM, Stream, StreamView};
@@ -57,17 +58,34 @@ fn parse_title(raw: &str) -> Result<String, FieldError> {
             "too_long",
             "The title must be at most 255 characters.",
         )),
+        // Titles are shown in lists next to others': nothing that reorders or hides text.
+        _ if text::has_control(title, false) || text::find_invisible(title).is_some() => {
+            Err(FieldError::new(
+                "title",
+                "invalid_characters",
+                "The title cannot contain control characters or invisible formatting characters.",
+            ))
+        }
         _ => Ok(title.to_owned()),
     }
 }
 
 fn parse_description(raw: &str) -> Result<String, FieldError> {
-    let description = raw.trim();
+    // Often pasted from elsewhere: invisible characters are dropped rather than refused.
+    let stripped = text::strip_invisible(raw);
+    let description = stripped.trim();
     if description.chars().count() > MAX_DESCRIPTION {
         return Err(FieldError::new(
             "description",
             "too_long",
             "The description must be at most 5000 characters.",
+        ));
+    }
+    if text::has_control(description, true) {
+        return Err(FieldError::new(
+            "description",
+            "invalid_characters",
+            "The description cannot contain control characters.",
         ));
     }
     Ok(description.to_owned())

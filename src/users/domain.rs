@@ -3,6 +3,7 @@
 use email_address::EmailAddress;
 
 use crate::error::FieldError;
+use crate::text;
 
 /// 3–30 characters of `[A-Za-z0-9_.-]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +127,9 @@ impl Password {
     }
 }
 
-/// A first or last name: at most 150 characters, trimmed.
+/// A first or last name: at most 150 characters, trimmed, with no control characters and no
+/// invisible ones that could disguise it (bidi controls, zero-width characters: see
+/// [`crate::text`]).
 pub fn parse_name(field: &'static str, raw: &str) -> Result<String, FieldError> {
     let value = raw.trim();
     if value.chars().count() > 150 {
@@ -134,6 +137,13 @@ pub fn parse_name(field: &'static str, raw: &str) -> Result<String, FieldError> 
             field,
             "too_long",
             "Names must be at most 150 characters.",
+        ));
+    }
+    if text::has_control(value, false) || text::find_invisible(value).is_some() {
+        return Err(FieldError::new(
+            field,
+            "invalid_characters",
+            "Names cannot contain control characters or invisible formatting characters.",
         ));
     }
     Ok(value.to_owned())
@@ -167,6 +177,19 @@ mod tests {
         assert_eq!(Email::parse("").unwrap_err().code, "required");
         for bad in ["bob", "bob@", "@example.com", "Bob <bob@example.com>"] {
             assert_eq!(Email::parse(bad).unwrap_err().code, "invalid", "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_refuse_invisible_and_control_characters() {
+        assert_eq!(parse_name("first_name", "  Budi  ").unwrap(), "Budi");
+        assert_eq!(parse_name("first_name", "Siti 👋").unwrap(), "Siti 👋");
+        for sneaky in ["Bu\u{202E}di", "Bu\u{200B}di", "Budi\u{0}", "\u{3164}"] {
+            assert_eq!(
+                parse_name("first_name", sneaky).unwrap_err().code,
+                "invalid_characters",
+                "{sneaky:?}"
+            );
         }
     }
 

@@ -70,7 +70,9 @@ impl TestApp {
         config.jwt_secret = Some(TEST_JWT_SECRET.to_owned());
         config.redis_prefix = format!("siaran-test-{id}");
         config.hls_dir.clone_from(&hls_dir);
-        config.trust_proxy = true;
+        // Tests simulate clients' addresses with `X-Forwarded-For` from loopback.
+        config.trusted_proxies =
+            siaran::http::proxy::TrustedProxies::parse("127.0.0.1,::1").expect("loopback");
         // Tests mark streams live in SQL, with no ingest behind them: only the tests of the
         // orphan sweep want it to end such streams.
         config.ingest_stale_secs = 3600;

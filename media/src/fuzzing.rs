@@ -151,3 +151,35 @@ impl MediaParser {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// Every input a fuzz target ever crashed on, kept in `fuzz/regressions/<target>/`, runs
+    /// through its target again (a file there is all a new regression test takes).
+    #[test]
+    fn inputs_that_once_crashed_a_fuzz_target_no_longer_do() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
+        let targets: [(&str, fn(&[u8])); 2] = [
+            ("rtmp_session", super::rtmp_session),
+            ("flv_tags", super::flv_tags),
+        ];
+        let mut ran = 0;
+        for (target, run) in targets {
+            let Ok(entries) = std::fs::read_dir(root.join(target)) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                run(&std::fs::read(&path).unwrap());
+                ran += 1;
+            }
+        }
+        assert!(
+            ran > 0,
+            "no regression inputs found under {}",
+            root.display()
+        );
+    }
+}

@@ -1,7 +1,7 @@
 # Siaran: `make run` brings the whole product up; `make test` runs every test suite.
 # Both are idempotent and install what is missing (scripts/setup.sh).
 
-.PHONY: run test setup build lint fmt bench clean help
+.PHONY: run test setup build lint fmt bench fuzz clean help
 
 help:
 	@echo "make run    set up, build and serve Siaran on http://localhost:8000"
@@ -9,6 +9,7 @@ help:
 	@echo "make setup  system packages, PostgreSQL, Redis and the database only"
 	@echo "make lint   rustfmt and clippy"
 	@echo "make bench  the benchmarks under benches/ (see benches/README.md)"
+	@echo "make fuzz   every fuzz target for an hour or 10M executions (FUZZ_SECONDS, FUZZ_RUNS)"
 
 run:
 	@scripts/run.sh
@@ -31,6 +32,9 @@ fmt:
 
 bench:
 	@scripts/bench.sh $(BENCH)
+
+fuzz:
+	@scripts/fuzz.sh
 
 clean:
 	cargo clean

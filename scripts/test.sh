@@ -20,6 +20,9 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 
+say "fuzzing: every target briefly (make fuzz runs them long)"
+scripts/fuzz.sh --short
+
 if [ -f frontend/package.json ]; then
   say "frontend: unit and end-to-end tests"
   scripts/test-frontend.sh

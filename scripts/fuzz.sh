@@ -52,8 +52,8 @@ for target in $targets; do
   cargo fuzz run -s none "$target" "$new" "$corpus" -- \
     -max_total_time="$seconds" -runs="$runs" -rss_limit_mb=2048 -timeout=10 \
     -print_final_stats=1 -print_pcs=0 >"$log" 2>&1 || status=$?
-  executions=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -n 1)
-  elapsed=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' | tail -n 1)
+  executions=$( (grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" || true) | grep -o '[0-9]*$' | tail -n 1 || true)
+  elapsed=$( (grep -o 'Done [0-9]* runs in [0-9]* second' "$log" || true) | grep -o '[0-9]* second' | grep -o '[0-9]*' | tail -n 1 || true)
   executions=${executions:-0}
   elapsed=${elapsed:-$seconds}
   rate=$(( executions / (elapsed > 0 ? elapsed : 1) ))

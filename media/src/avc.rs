@@ -51,7 +51,7 @@ impl<'a> ParameterSets<'a> {
         }
         let length_size = usize::from(header[4] & 0b11) + 1;
         let mut rest = &record[6..];
-        let mut sets = |count: usize, rest: &mut &'a [u8]| -> Result<Vec<&'a [u8]>, AvcError> {
+        let sets = |count: usize, rest: &mut &'a [u8]| -> Result<Vec<&'a [u8]>, AvcError> {
             let mut out = Vec::with_capacity(count);
             for _ in 0..count {
                 let len = rest.get(..2).ok_or_else(short)?;

@@ -45,6 +45,9 @@ fn session_events(data: &[u8], reads: &[usize]) -> Vec<Seen> {
         rest = tail;
         let mut events = Vec::new();
         if protocol.feed(read, &mut events).is_err() {
+            // What came before the error in the same read still counts (a request is always
+            // the last event of its batch, so these are media).
+            seen.extend(events.iter().map(unanswered));
             seen.push(Seen::Closed);
             return seen;
         }
@@ -54,13 +57,14 @@ fn session_events(data: &[u8], reads: &[usize]) -> Vec<Seen> {
             for event in events {
                 let result = match event {
                     Event::Connect { transaction, app } => {
-                        let result = if app == crate::APP_NAME {
-                            protocol.accept_connect(transaction, &mut more)
-                        } else {
-                            protocol.reject(transaction, 0, "Rejected", "Unknown application.")
-                        };
-                        seen.push(Seen::Connect(transaction.to_bits(), app));
-                        result
+                        seen.push(Seen::Connect(transaction.to_bits(), app.clone()));
+                        if app.trim_matches('/') != crate::APP_NAME {
+                            // Refused, and the connection closes, as the session does.
+                            let _ = protocol.reject(transaction, 0, "Rejected", "Unknown app.");
+                            seen.push(Seen::Closed);
+                            return seen;
+                        }
+                        protocol.accept_connect(transaction, &mut more)
                     }
                     Event::Publish {
                         stream,
@@ -94,6 +98,7 @@ fn session_events(data: &[u8], reads: &[usize]) -> Vec<Seen> {
                     }
                 };
                 if result.is_err() {
+                    seen.extend(more.iter().map(unanswered));
                     seen.push(Seen::Closed);
                     return seen;
                 }
@@ -103,6 +108,28 @@ fn session_events(data: &[u8], reads: &[usize]) -> Vec<Seen> {
         let _ = protocol.take_output();
     }
     seen
+}
+
+/// An event as seen, without acting on it.
+fn unanswered(event: &Event) -> Seen {
+    match event {
+        Event::Connect { transaction, app } => Seen::Connect(transaction.to_bits(), app.clone()),
+        Event::Publish {
+            stream,
+            transaction,
+            key,
+        } => Seen::Publish(*stream, transaction.to_bits(), key.clone()),
+        Event::Play {
+            stream,
+            transaction,
+        } => Seen::Play(*stream, transaction.to_bits()),
+        Event::Unpublish => Seen::Unpublish,
+        Event::Media {
+            video,
+            timestamp,
+            data,
+        } => Seen::Media(*video, *timestamp, data.to_vec()),
+    }
 }
 
 /// FLV tag bodies: the first byte says audio (odd) or video (even), the rest is the body,

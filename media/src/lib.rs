@@ -122,7 +122,8 @@ pub trait Authorizer: Send + Sync + 'static {
 }
 
 /// What happens to streams, in order per stream: `Live`, any `Health`, then `Ended`. `Error`
-/// may come at any point (before `Live` when a publish is refused for its codecs).
+/// may come at any point (before `Live` when a publish is refused for its codecs). A stream thread
+/// that panics sends `Error` then `Ended`, even when the stream had not gone live yet.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MediaEvent {
     /// Media is flowing and HLS is being written.

@@ -188,7 +188,8 @@ mod tests {
     #[test]
     fn inputs_that_once_crashed_a_fuzz_target_no_longer_do() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
-        let targets: [(&str, fn(&[u8])); 2] = [
+        type Target = fn(&[u8]);
+        let targets: [(&str, Target); 2] = [
             ("rtmp_session", super::rtmp_session),
             ("flv_tags", super::flv_tags),
         ];

@@ -9,7 +9,7 @@ help:
 	@echo "make setup  system packages, PostgreSQL, Redis and the database only"
 	@echo "make lint   rustfmt and clippy"
 	@echo "make bench  the benchmarks under benches/ (see benches/README.md)"
-	@echo "make fuzz   the long fuzz runs (the API contract for 30 minutes; CONTRACT_SECONDS)"
+	@echo "make fuzz   the long fuzz runs: every fuzz target for an hour or 10M executions (FUZZ_SECONDS, FUZZ_RUNS), then the API contract for 30 minutes (CONTRACT_SECONDS)"
 
 run:
 	@scripts/run.sh
@@ -33,8 +33,9 @@ fmt:
 bench:
 	@scripts/bench.sh $(BENCH)
 
-# schemathesis against a real server; `make test` runs it for 150 s.
+# Long runs: every cargo-fuzz target, then schemathesis against a real server (`make test` runs both briefly).
 fuzz:
+	@scripts/fuzz.sh
 	@scripts/contract.sh $${CONTRACT_SECONDS:-1800}
 
 contract:

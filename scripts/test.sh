@@ -23,6 +23,9 @@ fi
 say "API contract: schemathesis against a real server (scripts/contract.sh)"
 scripts/contract.sh "${CONTRACT_SECONDS:-150}"
 
+say "fuzzing: every target briefly (make fuzz runs them long)"
+scripts/fuzz.sh --short
+
 if [ -f frontend/package.json ]; then
   say "frontend: unit and end-to-end tests"
   scripts/test-frontend.sh

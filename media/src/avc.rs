@@ -2,7 +2,6 @@
 //! into the byte stream MPEG-TS carries (start codes, parameter sets before each keyframe), and
 //! the facts health reports read from the parameter sets.
 
-use h264_reader::avcc::AvcDecoderConfigurationRecord;
 use h264_reader::nal::sps::SeqParameterSet;
 use h264_reader::nal::{Nal, RefNal};
 
@@ -33,14 +32,55 @@ pub(crate) struct AvcConfig {
     pub(crate) codec: String,
 }
 
+/// The parts of an `AVCDecoderConfigurationRecord` (ISO/IEC 14496-15, 5.3.3.1) Siaran uses,
+/// read with every length checked. `h264_reader`'s reader of it indexes past the end of a
+/// record whose parameter set is empty or cut short (found by fuzzing `flv_tags`).
+#[derive(Debug)]
+struct ParameterSets<'a> {
+    length_size: usize,
+    sps: Vec<&'a [u8]>,
+    pps: Vec<&'a [u8]>,
+}
+
+impl<'a> ParameterSets<'a> {
+    fn read(record: &'a [u8]) -> Result<Self, AvcError> {
+        let short = || AvcError::Config("the record is cut short".to_owned());
+        let header = record.get(..6).ok_or_else(short)?;
+        if header[0] != 1 {
+            return Err(AvcError::Config(format!("version {}", header[0])));
+        }
+        let length_size = usize::from(header[4] & 0b11) + 1;
+        let mut rest = &record[6..];
+        let sets = |count: usize, rest: &mut &'a [u8]| -> Result<Vec<&'a [u8]>, AvcError> {
+            let mut out = Vec::with_capacity(count);
+            for _ in 0..count {
+                let len = rest.get(..2).ok_or_else(short)?;
+                let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+                let set = rest.get(2..2 + len).ok_or_else(short)?;
+                *rest = &rest[2 + len..];
+                out.push(set);
+            }
+            Ok(out)
+        };
+        let sps = sets(usize::from(header[5] & 0x1f), &mut rest)?;
+        let pps_count = usize::from(*rest.first().ok_or_else(short)?);
+        rest = &rest[1..];
+        let pps = sets(pps_count, &mut rest)?;
+        Ok(Self {
+            length_size,
+            sps,
+            pps,
+        })
+    }
+}
+
 impl AvcConfig {
     pub(crate) fn parse(record: &[u8]) -> Result<Self, AvcError> {
-        let avcc = AvcDecoderConfigurationRecord::try_from(record)
-            .map_err(|e| AvcError::Config(format!("{e:?}")))?;
+        let sets = ParameterSets::read(record)?;
         let mut parameter_sets = Vec::new();
         let mut dimensions = None;
         let mut count = 0;
-        for sps in avcc.sequence_parameter_sets().flatten() {
+        for sps in sets.sps.iter().copied() {
             if sps.is_empty() {
                 continue;
             }
@@ -54,7 +94,7 @@ impl AvcConfig {
             count += 1;
         }
         let sps_count = count;
-        for pps in avcc.picture_parameter_sets().flatten() {
+        for pps in sets.pps.iter().copied() {
             if !pps.is_empty() {
                 parameter_sets.extend_from_slice(&START_CODE);
                 parameter_sets.extend_from_slice(pps);
@@ -65,7 +105,7 @@ impl AvcConfig {
             return Err(AvcError::NoParameterSets);
         }
         Ok(Self {
-            length_size: usize::from(avcc.length_size_minus_one()) + 1,
+            length_size: sets.length_size,
             parameter_sets,
             width: dimensions.map(|d| d.0),
             height: dimensions.map(|d| d.1),
@@ -143,6 +183,20 @@ mod tests {
             inter,
             [&AUD[..], &[0, 0, 0, 1, 0x65, 0xaa, 0, 0, 0, 1, 0x06]].concat()
         );
+    }
+
+    #[test]
+    fn records_with_empty_or_cut_parameter_sets_are_refused_without_panicking() {
+        // What fuzzing found: h264_reader indexed past the end of an empty PPS.
+        let found = [
+            1, 66, 192, 12, 247, 225, 0, 24, 103, 66, 224, 12, 218, 145, 228, 68, 54, 192, 0, 0, 4,
+            0, 0, 4, 0, 3, 4, 120, 60, 80, 170, 128, 1, 0, 0, 255, 4, 60, 128,
+        ];
+        assert!(AvcConfig::parse(&found).is_err());
+        for len in 0..RECORD.len() {
+            let _ = AvcConfig::parse(&RECORD[..len]);
+        }
+        assert!(AvcConfig::parse(&[1, 100, 0, 30, 0xff, 0xe1, 0, 0, 1, 0, 0]).is_err());
     }
 
     #[test]

@@ -1,6 +1,11 @@
-//! The RTMP ingest server: accepts connections (capped, with bad-key throttling per address),
-//! runs one [`session`](crate::session) task per connection, and owns every thread the media
-//! core starts, stopping them all on shutdown.
+//! The RTMP ingest server: accepts connections (slots handed out by
+//! [`admission`](crate::admission), bad-key throttling per address), runs one
+//! [`session`](crate::session) task per connection, and owns every thread the media core
+//! starts, stopping them all on shutdown.
+//!
+//! Every connection is its own task on the ingest thread's runtime: a panic in one ends that
+//! task only (tokio catches it), and what the connection held (its slot, its stream) is
+//! released by drop guards as the task unwinds.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -9,11 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use crate::admission::{Admission, Budgets, ConnectionStats};
 use crate::registry::{Registry, SharedRegistry};
 use crate::thumbnail::Thumbnailer;
 use crate::{Authorizer, IngestConfig, MediaEvent, session};
@@ -35,6 +41,7 @@ pub(crate) struct Shared<A> {
     pub(crate) threads: TaskTracker,
     /// The application's runtime, where the authorizer runs (it uses the app's connections).
     pub(crate) app: tokio::runtime::Handle,
+    pub(crate) admission: Arc<Admission>,
     throttle: Mutex<HashMap<IpAddr, (u32, Instant)>>,
 }
 
@@ -79,6 +86,7 @@ pub struct Ingest<A> {
 #[derive(Debug, Clone)]
 pub struct IngestHandle {
     registry: SharedRegistry,
+    admission: Arc<Admission>,
     hls_root: PathBuf,
 }
 
@@ -89,8 +97,19 @@ impl IngestHandle {
     pub fn detached(hls_root: PathBuf) -> Self {
         Self {
             registry: Arc::new(Registry::default()),
+            admission: Arc::new(Admission::new(Budgets {
+                pending: 0,
+                pending_per_address: 0,
+                publishing: 0,
+            })),
             hls_root,
         }
+    }
+
+    /// Connections and the bytes they buffer, right now.
+    #[must_use]
+    pub fn connections(&self) -> ConnectionStats {
+        self.admission.stats()
     }
 
     /// Disconnects the stream's publisher, which ends the stream (its [`MediaEvent::Ended`]
@@ -130,6 +149,11 @@ impl<A: Authorizer> Ingest<A> {
         let threads = TaskTracker::new();
         let thumbnails = Thumbnailer::spawn(threads.token())?;
         let (events, receiver) = mpsc::channel(EVENT_QUEUE);
+        let admission = Arc::new(Admission::new(Budgets {
+            pending: config.max_pending.max(1),
+            pending_per_address: config.max_pending_per_address.max(1),
+            publishing: config.max_publishers,
+        }));
         let shared = Arc::new(Shared {
             config,
             authorizer,
@@ -138,6 +162,7 @@ impl<A: Authorizer> Ingest<A> {
             thumbnails,
             threads,
             app: tokio::runtime::Handle::current(),
+            admission,
             throttle: Mutex::new(HashMap::new()),
         });
         Ok((Self { listener, shared }, receiver))
@@ -152,6 +177,7 @@ impl<A: Authorizer> Ingest<A> {
     pub fn handle(&self) -> IngestHandle {
         IngestHandle {
             registry: Arc::clone(&self.shared.registry),
+            admission: Arc::clone(&self.shared.admission),
             hls_root: self.shared.config.hls_root.clone(),
         }
     }
@@ -206,7 +232,6 @@ async fn serve<A: Authorizer>(
         }
     };
     let connections = TaskTracker::new();
-    let permits = Arc::new(Semaphore::new(shared.config.max_connections));
     tracing::info!(addr = ?listener.local_addr().ok(), "RTMP ingest listening");
     loop {
         let accepted = tokio::select! {
@@ -226,15 +251,12 @@ async fn serve<A: Authorizer>(
             tracing::info!(%peer, "refusing a connection: too many bad stream keys");
             continue;
         }
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            tracing::warn!(%peer, "refusing a connection: connection limit reached");
-            continue;
-        };
-        let shared = Arc::clone(&shared);
+        // Kicked on shutdown, takeover, stop, or eviction while still pending.
         let token = shutdown.child_token();
+        let ticket = shared.admission.admit(peer.ip(), token.clone());
+        let shared = Arc::clone(&shared);
         connections.spawn(async move {
-            session::serve(&shared, socket, peer, token).await;
-            drop(permit);
+            session::serve(&shared, socket, peer, token, ticket).await;
         });
     }
     drop(listener);

@@ -15,12 +15,18 @@
 //! stream (parsing FLV, feeding the muxer, health), the muxer's own per stream, and one shared
 //! thumbnailer. The async code only moves bytes and never blocks on GStreamer.
 
+mod admission;
+mod amf0;
 mod avc;
 mod beat;
+mod chunk;
 pub mod flv;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hls;
 mod ingest;
 mod pipeline;
+mod protocol;
 mod registry;
 mod session;
 mod thumbnail;
@@ -33,6 +39,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+pub use admission::ConnectionStats;
 pub use hls::{PLAYLIST, THUMBNAIL};
 pub use ingest::{Ingest, IngestHandle};
 
@@ -52,8 +59,15 @@ pub struct IngestConfig {
     pub listen: SocketAddr,
     /// Root of the HLS output; each stream writes under `<root>/<stream id>/`.
     pub hls_root: PathBuf,
-    /// Connections served at once; more are closed on accept.
-    pub max_connections: usize,
+    /// Connections publishing at once; beyond this a publish is refused. Publishing
+    /// connections are never closed to make room for others.
+    pub max_publishers: usize,
+    /// Connections that have not been authorized to publish (yet), from all addresses. When
+    /// full, a newcomer is admitted and the pending connection that has got least far in its
+    /// setup (the oldest among equals) is closed.
+    pub max_pending: usize,
+    /// Pending connections from one address (IPv6: one /64), with the same eviction.
+    pub max_pending_per_address: usize,
     /// Segments listed in the live playlist.
     pub playlist_window: usize,
     /// A publisher that sends nothing for this long is considered gone.
@@ -71,7 +85,9 @@ impl IngestConfig {
         Self {
             listen,
             hls_root,
-            max_connections: 256,
+            max_publishers: 256,
+            max_pending: 128,
+            max_pending_per_address: 16,
             playlist_window: hls::DEFAULT_WINDOW,
             idle_timeout: Duration::from_secs(5),
             bad_key_limit: 10,
@@ -106,7 +122,8 @@ pub trait Authorizer: Send + Sync + 'static {
 }
 
 /// What happens to streams, in order per stream: `Live`, any `Health`, then `Ended`. `Error`
-/// may come at any point (before `Live` when a publish is refused for its codecs).
+/// may come at any point (before `Live` when a publish is refused for its codecs). A stream thread
+/// that panics sends `Error` then `Ended`, even when the stream had not gone live yet.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MediaEvent {
     /// Media is flowing and HLS is being written.

@@ -1,28 +1,34 @@
-//! One RTMP connection on the async executor: handshake, `connect` to the `live` application,
-//! `publish` with a stream key the application authorizes, then media handed to the stream
-//! thread. The task only moves bytes; it never blocks on the pipeline.
+//! One RTMP connection on the async executor: the socket, timeouts, and the application's
+//! decisions around the synchronous [`protocol`](crate::protocol) state machine — `connect` to
+//! the `live` application, `publish` with a stream key the application authorizes, then media
+//! handed to the stream thread. The task only moves bytes; it never blocks on the pipeline.
 //!
 //! A connection ends on a clean unpublish, a closed socket, silence longer than the idle timeout
 //! (a publisher whose network dropped raises nothing else), a kick (takeover, stop, refused
-//! media) or shutdown. Bytes that do not parse end that connection only.
+//! media, eviction while pending) or shutdown. Bytes that do not parse end that connection
+//! only; so does a panic in the code that reads them (caught at each call into the protocol,
+//! and by tokio for the task as a whole). Whatever way it ends, the connection's slot and its
+//! stream are released by drop guards ([`Ticket`], [`Publishing`]), so a stream is never left
+//! live without its publisher.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-use rml_rtmp::sessions::{
-    ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
-};
+use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::admission::{Progress, Ticket};
 use crate::beat;
 use crate::flv::{self, VideoTag};
 use crate::ingest::Shared;
-use crate::registry::{Claim, PublisherId};
+use crate::protocol::{Event, Protocol, ProtocolError};
+use crate::registry::{Claim, PublisherId, SharedRegistry};
 use crate::worker::{self, StreamContext, StreamInput, WorkerSender};
 use crate::{APP_NAME, AuthError, Authorizer, stream_dir};
 
@@ -32,6 +38,8 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 const AUTHORIZE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a write to the client may take (a client that does not read is dropped).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reads before publishing: a handshake packet, a command or two.
+const SETUP_READ_BUFFER: usize = 4 * 1024;
 /// A keyframe (~100 KB at 3 Mbit/s) fits in one or two reads.
 const READ_BUFFER: usize = 128 * 1024;
 
@@ -41,10 +49,10 @@ enum SessionError {
     Io(#[from] std::io::Error),
     #[error("timed out")]
     Timeout,
-    #[error("RTMP handshake: {0}")]
-    Handshake(#[from] rml_rtmp::handshake::HandshakeError),
-    #[error("RTMP: {0}")]
-    Rtmp(#[from] rml_rtmp::sessions::ServerSessionError),
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    #[error("panicked reading the connection's input: {0}")]
+    Panic(String),
 }
 
 /// Why the connection loop stopped, when not an error.
@@ -52,19 +60,27 @@ enum SessionError {
 enum Close {
     /// The peer closed, unpublished, or was refused.
     Done,
-    /// Kicked or shut down.
+    /// Kicked, evicted or shut down.
     Kicked,
 }
 
-/// The stream a connection publishes to.
+/// The stream a connection publishes to; dropping it (however the connection ends) releases
+/// the stream, which then ends unless another publisher took over.
 #[derive(Debug)]
 struct Publishing {
     stream_id: Uuid,
     publisher: PublisherId,
     input: WorkerSender,
+    registry: SharedRegistry,
     /// Video is skipped until the next keyframe after a drop: frames without their reference
     /// would only decode as garbage.
     awaiting_keyframe: bool,
+}
+
+impl Drop for Publishing {
+    fn drop(&mut self) {
+        self.registry.release(self.stream_id, self.publisher);
+    }
 }
 
 struct Connection<'a, A> {
@@ -72,7 +88,8 @@ struct Connection<'a, A> {
     socket: TcpStream,
     peer: SocketAddr,
     kick: CancellationToken,
-    session: Option<ServerSession>,
+    ticket: Ticket,
+    protocol: Protocol,
     publishing: Option<Publishing>,
 }
 
@@ -82,6 +99,7 @@ pub(crate) async fn serve<A: Authorizer>(
     socket: TcpStream,
     peer: SocketAddr,
     kick: CancellationToken,
+    ticket: Ticket,
 ) {
     let _ = socket.set_nodelay(true);
     let mut conn = Connection {
@@ -89,40 +107,43 @@ pub(crate) async fn serve<A: Authorizer>(
         socket,
         peer,
         kick,
-        session: None,
+        ticket,
+        protocol: Protocol::new(),
         publishing: None,
     };
     match conn.run().await {
         Ok(Close::Done | Close::Kicked) => {}
+        Err(SessionError::Panic(cause)) => {
+            tracing::error!(%peer, cause, "RTMP connection closed after a panic in its input");
+        }
         Err(e) => tracing::debug!(%peer, cause = %e, "RTMP connection ended"),
     }
     if let Some(publishing) = conn.publishing.take() {
         tracing::info!(%peer, stream_id = %publishing.stream_id, "publisher disconnected");
-        shared
-            .registry
-            .release(publishing.stream_id, publishing.publisher);
     }
     let _ = conn.socket.shutdown().await;
 }
 
+/// Runs synchronous code that reads the client's input; a panic in it becomes an error of
+/// this connection.
+fn guarded<T>(f: impl FnOnce() -> Result<T, ProtocolError>) -> Result<T, SessionError> {
+    match std::panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result.map_err(SessionError::from),
+        Err(panic) => Err(SessionError::Panic(panic_message(panic.as_ref()))),
+    }
+}
+
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
 impl<A: Authorizer> Connection<'_, A> {
     async fn run(&mut self) -> Result<Close, SessionError> {
-        let setup = self.kick.clone();
-        let remaining = tokio::select! {
-            () = setup.cancelled() => return Ok(Close::Kicked),
-            r = tokio::time::timeout(SETUP_TIMEOUT, self.handshake()) => r.map_err(|_| SessionError::Timeout)??,
-        };
-        let (session, results) = ServerSession::new(ServerSessionConfig::new())?;
-        self.session = Some(session);
-        if let Some(close) = self.process(results).await? {
-            return Ok(close);
-        }
-        if !remaining.is_empty()
-            && let Some(close) = self.input(&remaining).await?
-        {
-            return Ok(close);
-        }
-        let mut buffer = vec![0u8; READ_BUFFER];
+        let mut buffer = vec![0u8; SETUP_READ_BUFFER];
         // One timer and one kick future for the whole connection: re-arming a timer and a
         // cancellation future on every read costs more than the read itself.
         let kick = self.kick.clone();
@@ -161,6 +182,7 @@ impl<A: Authorizer> Connection<'_, A> {
                 return Ok(close);
             }
             if !was_publishing && self.publishing.is_some() {
+                buffer.resize(READ_BUFFER, 0);
                 silence
                     .as_mut()
                     .reset(last_read + self.shared.config.idle_timeout);
@@ -181,148 +203,110 @@ impl<A: Authorizer> Connection<'_, A> {
         }
     }
 
-    /// Completes the server side of the handshake; returns bytes that followed it.
-    async fn handshake(&mut self) -> Result<Vec<u8>, SessionError> {
-        let mut handshake = Handshake::new(PeerType::Server);
-        let mut buffer = [0u8; 4096];
-        loop {
-            let n = self.socket.read(&mut buffer).await?;
-            if n == 0 {
-                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
-            }
-            match handshake.process_bytes(&buffer[..n])? {
-                HandshakeProcessResult::InProgress { response_bytes } => {
-                    self.write(&response_bytes).await?;
-                }
-                HandshakeProcessResult::Completed {
-                    response_bytes,
-                    remaining_bytes,
-                } => {
-                    self.write(&response_bytes).await?;
-                    return Ok(remaining_bytes);
-                }
-            }
-        }
-    }
-
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+    /// Sends what the protocol has queued for the client.
+    async fn flush(&mut self) -> Result<(), SessionError> {
+        let bytes = self.protocol.take_output();
         if bytes.is_empty() {
             return Ok(());
         }
-        tokio::time::timeout(WRITE_TIMEOUT, self.socket.write_all(bytes))
+        tokio::time::timeout(WRITE_TIMEOUT, self.socket.write_all(&bytes))
             .await
             .map_err(|_| SessionError::Timeout)?
             .map_err(SessionError::from)
     }
 
     async fn input(&mut self, bytes: &[u8]) -> Result<Option<Close>, SessionError> {
-        let Some(session) = self.session.as_mut() else {
-            return Ok(Some(Close::Done));
-        };
-        let results = session.handle_input(bytes)?;
-        self.process(results).await
+        let mut events = Vec::new();
+        let handshaken = self.protocol.handshaken();
+        let protocol = &mut self.protocol;
+        let result = guarded(|| protocol.feed(bytes, &mut events));
+        self.ticket.set_buffered(self.protocol.buffered());
+        result?;
+        if !handshaken && self.protocol.handshaken() {
+            self.ticket.progress(Progress::Handshaken);
+        }
+        self.flush().await?;
+        self.events(events).await
     }
 
-    /// Sends responses and acts on events, in order.
-    async fn process(
-        &mut self,
-        results: Vec<ServerSessionResult>,
-    ) -> Result<Option<Close>, SessionError> {
-        for result in results {
-            match result {
-                ServerSessionResult::OutboundResponse(packet) => self.write(&packet.bytes).await?,
-                ServerSessionResult::RaisedEvent(event) => {
-                    if let Some(close) = self.event(event).await? {
-                        return Ok(Some(close));
+    /// Acts on the protocol's events, in order (answering a request may release more).
+    async fn events(&mut self, events: Vec<Event>) -> Result<Option<Close>, SessionError> {
+        let mut queue = VecDeque::from(events);
+        while let Some(event) = queue.pop_front() {
+            let mut more = Vec::new();
+            let close = match event {
+                Event::Connect { transaction, app } => {
+                    if app.trim_matches('/') == APP_NAME {
+                        let protocol = &mut self.protocol;
+                        guarded(|| protocol.accept_connect(transaction, &mut more))?;
+                        self.ticket.progress(Progress::Connected);
+                        None
+                    } else {
+                        tracing::info!(peer = %self.peer, app, "refusing an unknown RTMP application");
+                        self.protocol.reject(
+                            transaction,
+                            0,
+                            "NetConnection.Connect.Rejected",
+                            "Unknown application; publish to /live.",
+                        )?;
+                        Some(Close::Done)
                     }
                 }
-                ServerSessionResult::UnhandleableMessageReceived(_) => {}
+                Event::Publish {
+                    stream,
+                    transaction,
+                    key,
+                } => self.publish(stream, transaction, &key, &mut more).await?,
+                Event::Play {
+                    stream,
+                    transaction,
+                } => {
+                    self.protocol.reject(
+                        transaction,
+                        stream,
+                        "NetStream.Play.Failed",
+                        "Playback is served over HLS, not RTMP.",
+                    )?;
+                    Some(Close::Done)
+                }
+                Event::Unpublish => Some(Close::Done),
+                Event::Media {
+                    video,
+                    timestamp,
+                    data,
+                } => {
+                    guarded(|| {
+                        self.media(video, timestamp, data);
+                        Ok(())
+                    })?;
+                    None
+                }
+            };
+            self.ticket.set_buffered(self.protocol.buffered());
+            self.flush().await?;
+            if close.is_some() {
+                return Ok(close);
             }
+            queue.extend(more);
         }
         Ok(None)
     }
 
-    async fn event(&mut self, event: ServerSessionEvent) -> Result<Option<Close>, SessionError> {
-        match event {
-            ServerSessionEvent::ConnectionRequested {
-                request_id,
-                app_name,
-            } => {
-                if app_name.trim_matches('/') == APP_NAME {
-                    self.respond(request_id, None).await?;
-                    Ok(None)
-                } else {
-                    tracing::info!(peer = %self.peer, app_name, "refusing an unknown RTMP application");
-                    let reason = (
-                        "NetConnection.Connect.Rejected",
-                        "Unknown application; publish to /live.",
-                    );
-                    self.respond(request_id, Some(reason)).await?;
-                    Ok(Some(Close::Done))
-                }
-            }
-            ServerSessionEvent::PublishStreamRequested {
-                request_id,
-                stream_key,
-                ..
-            } => self.publish(request_id, &stream_key).await,
-            ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
-                let reason = (
-                    "NetStream.Play.Failed",
-                    "Playback is served over HLS, not RTMP.",
-                );
-                self.respond(request_id, Some(reason)).await?;
-                Ok(Some(Close::Done))
-            }
-            ServerSessionEvent::PublishStreamFinished { .. } => Ok(Some(Close::Done)),
-            ServerSessionEvent::VideoDataReceived {
-                data, timestamp, ..
-            } => {
-                self.media(true, timestamp.value, data);
-                Ok(None)
-            }
-            ServerSessionEvent::AudioDataReceived {
-                data, timestamp, ..
-            } => {
-                self.media(false, timestamp.value, data);
-                Ok(None)
-            }
-            _ => Ok(None),
-        }
-    }
-
-    /// Accepts (`None`) or rejects a request and sends the answer.
-    async fn respond(
-        &mut self,
-        request_id: u32,
-        reject: Option<(&str, &str)>,
-    ) -> Result<(), SessionError> {
-        let Some(session) = self.session.as_mut() else {
-            return Ok(());
-        };
-        let results = match reject {
-            None => session.accept_request(request_id)?,
-            Some((code, description)) => session.reject_request(request_id, code, description)?,
-        };
-        for result in results {
-            if let ServerSessionResult::OutboundResponse(packet) = result {
-                self.write(&packet.bytes).await?;
-            }
-        }
-        Ok(())
-    }
-
     async fn publish(
         &mut self,
-        request_id: u32,
+        stream: u32,
+        transaction: f64,
         stream_key: &str,
+        events: &mut Vec<Event>,
     ) -> Result<Option<Close>, SessionError> {
         const BAD_NAME: &str = "NetStream.Publish.BadName";
         if self.publishing.is_some() {
-            let reason = (BAD_NAME, "This connection is already publishing.");
-            self.respond(request_id, Some(reason)).await?;
+            let reason = "This connection is already publishing.";
+            self.protocol
+                .reject(transaction, stream, BAD_NAME, reason)?;
             return Ok(Some(Close::Done));
         }
+        self.ticket.progress(Progress::Authorizing);
         // Some encoders append a query string to the key; it is not part of it.
         let key = stream_key.split('?').next().unwrap_or_default();
         // The authorizer runs on the application's runtime, where its connections live.
@@ -333,10 +317,14 @@ impl<A: Authorizer> Connection<'_, A> {
                 .shared
                 .app
                 .spawn(async move { shared.authorizer.authorize(&key, peer).await });
-            match tokio::time::timeout(AUTHORIZE_TIMEOUT, task).await {
-                Ok(Ok(decision)) => decision,
-                Ok(Err(e)) => Err(AuthError::Unavailable(format!("authorizer failed: {e}"))),
-                Err(_) => Err(AuthError::Unavailable("authorization timed out".to_owned())),
+            let kick = self.kick.clone();
+            tokio::select! {
+                () = kick.cancelled() => return Ok(Some(Close::Kicked)),
+                r = tokio::time::timeout(AUTHORIZE_TIMEOUT, task) => match r {
+                    Ok(Ok(decision)) => decision,
+                    Ok(Err(e)) => Err(AuthError::Unavailable(format!("authorizer failed: {e}"))),
+                    Err(_) => Err(AuthError::Unavailable("authorization timed out".to_owned())),
+                },
             }
         };
         let stream_id = match decision {
@@ -354,10 +342,18 @@ impl<A: Authorizer> Connection<'_, A> {
                         "The server cannot check stream keys right now; try again.".to_owned()
                     }
                 };
-                self.respond(request_id, Some((BAD_NAME, &detail))).await?;
+                self.protocol
+                    .reject(transaction, stream, BAD_NAME, &detail)?;
                 return Ok(Some(Close::Done));
             }
         };
+        if !self.ticket.promote() {
+            tracing::warn!(peer = %self.peer, %stream_id, "publish refused: publisher limit reached");
+            let reason = "The server is at its limit of publishers; try again later.";
+            self.protocol
+                .reject(transaction, stream, BAD_NAME, reason)?;
+            return Ok(Some(Close::Done));
+        }
         let registry = &self.shared.registry;
         let (publisher, input) = match registry.claim(stream_id, self.kick.clone()) {
             Claim::New(publisher) => {
@@ -380,8 +376,9 @@ impl<A: Authorizer> Connection<'_, A> {
                 (publisher, input)
             }
             Claim::Busy => {
-                let reason = (BAD_NAME, "The stream is still ending; retry in a moment.");
-                self.respond(request_id, Some(reason)).await?;
+                let reason = "The stream is still ending; retry in a moment.";
+                self.protocol
+                    .reject(transaction, stream, BAD_NAME, reason)?;
                 return Ok(Some(Close::Done));
             }
         };
@@ -389,14 +386,16 @@ impl<A: Authorizer> Connection<'_, A> {
             stream_id,
             publisher,
             input,
+            registry: Arc::clone(registry),
             awaiting_keyframe: false,
         });
-        self.respond(request_id, None).await?;
+        let protocol = &mut self.protocol;
+        guarded(|| protocol.accept_publish(stream, events))?;
         Ok(None)
     }
 
     /// Hands a payload to the stream thread, dropping (and counting) what does not fit.
-    fn media(&mut self, video: bool, timestamp: u32, data: bytes::Bytes) {
+    fn media(&mut self, video: bool, timestamp: u32, data: Bytes) {
         let Some(publishing) = self.publishing.as_mut() else {
             return;
         };

@@ -8,7 +8,7 @@
 //! stream (the playlist gets its end).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,6 +30,10 @@ use crate::{ErrorCode, Health, MediaEvent};
 /// Payloads queued between a connection and its stream thread (a few seconds of media). A
 /// publisher faster than the pipeline fills it, and what does not fit is dropped and counted.
 const QUEUE_DEPTH: usize = 512;
+/// Bytes queued between a connection and its stream thread: the count alone would let 512
+/// payloads of up to 8 MiB each pile up. Twice the largest media message a publisher may send
+/// (`chunk::Limits::PUBLISHING`), seconds of even a 4K stream.
+const QUEUE_BYTES: usize = 16 * 1024 * 1024;
 /// How often health is measured and reported.
 pub(crate) const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 /// How often a keyframe is decoded into the thumbnail.
@@ -56,6 +60,42 @@ pub(crate) struct StreamInput {
 pub(crate) struct WorkerSender {
     tx: SyncSender<StreamInput>,
     dropped: Arc<AtomicU64>,
+    /// Payload bytes in the queue.
+    queued: Arc<AtomicUsize>,
+}
+
+/// The receiving half: takes payloads off the queue's byte count as they are taken.
+#[derive(Debug)]
+pub(crate) struct WorkerReceiver {
+    rx: Receiver<StreamInput>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl WorkerReceiver {
+    fn try_recv(&self) -> Result<StreamInput, TryRecvError> {
+        let input = self.rx.try_recv()?;
+        self.queued.fetch_sub(input.data.len(), Ordering::Relaxed);
+        Ok(input)
+    }
+
+    fn recv(&self) -> Result<StreamInput, std::sync::mpsc::RecvError> {
+        let input = self.rx.recv()?;
+        self.queued.fetch_sub(input.data.len(), Ordering::Relaxed);
+        Ok(input)
+    }
+}
+
+/// A stream queue with no thread behind it yet.
+pub(crate) fn queue() -> (WorkerSender, WorkerReceiver, Arc<AtomicU64>) {
+    let (tx, rx) = sync_channel(QUEUE_DEPTH);
+    let dropped = Arc::new(AtomicU64::new(0));
+    let queued = Arc::new(AtomicUsize::new(0));
+    let sender = WorkerSender {
+        tx,
+        dropped: Arc::clone(&dropped),
+        queued: Arc::clone(&queued),
+    };
+    (sender, WorkerReceiver { rx, queued }, dropped)
 }
 
 impl WorkerSender {
@@ -67,11 +107,18 @@ impl WorkerSender {
     /// Queues `input` without blocking; `false` (and counted) when the queue is full or the
     /// thread is gone.
     pub(crate) fn offer(&self, input: StreamInput) -> bool {
-        let len = input.data.len() as u64;
+        let len = input.data.len();
+        // Only the connection adds to the count, so checking then adding cannot overshoot.
+        if self.queued.load(Ordering::Relaxed) + len > QUEUE_BYTES {
+            self.dropped.fetch_add(len as u64, Ordering::Relaxed);
+            return false;
+        }
+        self.queued.fetch_add(len, Ordering::Relaxed);
         match self.tx.try_send(input) {
             Ok(()) => true,
             Err(_) => {
-                self.dropped.fetch_add(len, Ordering::Relaxed);
+                self.queued.fetch_sub(len, Ordering::Relaxed);
+                self.dropped.fetch_add(len as u64, Ordering::Relaxed);
                 false
             }
         }
@@ -93,20 +140,41 @@ pub(crate) struct StreamContext {
 
 /// Starts a stream thread and returns its queue.
 pub(crate) fn spawn(ctx: StreamContext) -> std::io::Result<WorkerSender> {
-    let (tx, rx) = sync_channel(QUEUE_DEPTH);
-    let dropped = Arc::new(AtomicU64::new(0));
-    let sender = WorkerSender {
-        tx,
-        dropped: Arc::clone(&dropped),
-    };
+    let (sender, rx, dropped) = queue();
     let name = format!("stream-{}", &ctx.stream_id.simple().to_string()[..8]);
     std::thread::Builder::new()
         .name(name)
-        .spawn(move || run(ctx, &rx, &dropped))?;
+        .spawn(move || guarded(ctx, &rx, &dropped))?;
     Ok(sender)
 }
 
-fn run(ctx: StreamContext, rx: &Receiver<StreamInput>, dropped: &AtomicU64) {
+/// The panic boundary of a stream thread: a panic while handling the stream (a parser, the
+/// pipeline glue) ends this stream only, and ends it cleanly: `Error`, the publisher
+/// disconnected, the slot released once its connection has gone, then `Ended` (which the
+/// application treats as a no-op for a stream that never went live).
+fn guarded(ctx: StreamContext, rx: &WorkerReceiver, dropped: &AtomicU64) {
+    let (stream_id, registry, events) =
+        (ctx.stream_id, Arc::clone(&ctx.registry), ctx.events.clone());
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(ctx, rx, dropped)));
+    let Err(panic) = outcome else {
+        return;
+    };
+    let cause = crate::session::panic_message(panic.as_ref());
+    tracing::error!(%stream_id, cause, "the stream thread panicked; ending the stream");
+    let _ = events.blocking_send(MediaEvent::Error {
+        stream_id,
+        code: ErrorCode::PipelineFailed,
+        message: "The server could not process the stream; it was disconnected.".to_owned(),
+    });
+    registry.kick(stream_id);
+    // Until every sender is gone (the connection ended and released the slot), so that no
+    // publisher feeds a stream nobody reads.
+    while rx.recv().is_ok() {}
+    registry.finished(stream_id);
+    let _ = events.blocking_send(MediaEvent::Ended { stream_id });
+}
+
+fn run(ctx: StreamContext, rx: &WorkerReceiver, dropped: &AtomicU64) {
     let span = tracing::info_span!("stream", stream_id = %ctx.stream_id);
     let _enter = span.enter();
     let hls = match HlsWriter::create(&ctx.dir, ctx.window) {
@@ -574,4 +642,48 @@ impl Worker {
 fn aac_codec(config: &[u8]) -> String {
     let object_type = config.first().map_or(2, |b| b >> 3);
     format!("mp4a.40.{object_type}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(len: usize) -> StreamInput {
+        StreamInput {
+            publisher: 1,
+            video: true,
+            timestamp: 0,
+            data: Bytes::from(vec![0u8; len]),
+        }
+    }
+
+    #[test]
+    fn the_queue_is_bounded_by_bytes_and_counts_what_it_drops() {
+        let (sender, receiver, dropped) = queue();
+        let big = QUEUE_BYTES / 4;
+        for _ in 0..4 {
+            assert!(sender.offer(payload(big)));
+        }
+
+        assert!(
+            !sender.offer(payload(big)),
+            "four payloads fill it by bytes, not by count"
+        );
+        assert!(!sender.offer(payload(1)));
+        assert_eq!(dropped.load(Ordering::Relaxed), big as u64 + 1);
+
+        receiver.try_recv().unwrap();
+        assert!(sender.offer(payload(big)), "taking one makes room for one");
+    }
+
+    #[test]
+    fn the_queue_is_bounded_by_count_too() {
+        let (sender, _receiver, dropped) = queue();
+        for _ in 0..QUEUE_DEPTH {
+            assert!(sender.offer(payload(10)));
+        }
+
+        assert!(!sender.offer(payload(10)));
+        assert_eq!(dropped.load(Ordering::Relaxed), 10);
+    }
 }

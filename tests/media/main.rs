@@ -6,6 +6,8 @@
 
 #[path = "../api/helpers.rs"]
 mod helpers;
+#[path = "../../media/examples/rtmp_client/mod.rs"]
+mod rtmp_client;
 mod support;
 
 mod codecs;

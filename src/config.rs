@@ -282,6 +282,13 @@ pub struct JobsConfig {
     /// Seconds between runs of the periodic jobs (reconciliation, expiry, outbox sweep).
     #[arg(long, env = "SIARAN_SCHEDULE_INTERVAL_SECS", default_value_t = 60)]
     pub schedule_interval_secs: u64,
+
+    /// Jobs the Redis queue holds at most (`XADD MAXLEN ~`): beyond, the oldest are trimmed.
+    /// Every job that matters is kept in PostgreSQL too (outbox rows, notifications, pending
+    /// donations) and queued again by the periodic sweep, so a flood costs Redis memory up to
+    /// this bound and nothing more.
+    #[arg(long, env = "SIARAN_JOB_QUEUE_MAX", default_value_t = 100_000)]
+    pub queue_max: u64,
 }
 
 /// Midtrans (payment gateway). Without keys in development, `make run` starts the bundled fake.

@@ -112,7 +112,9 @@ async fn list_users(
 }
 
 /// Deactivates an account: it can no longer log in, its access tokens stop working at once and
-/// every refresh token is revoked. Idempotent.
+/// every refresh token is revoked. A streamer's live stream ends (the publisher is disconnected,
+/// by whichever process ingests it), their stream key is refused, donations to them are refused,
+/// and their pending bank transfers expire (each donor is told by email not to pay). Idempotent.
 #[utoipa::path(post, path = "/api/admin/users/{id}/deactivate", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The user")),
     responses(
@@ -151,6 +153,10 @@ async fn deactivate_user(
         .await?;
     refresh::revoke_all_for_user(&mut *tx, id).await?;
     tx.commit().await?;
+    // After the commit: a publish racing with this sees the account inactive and is refused,
+    // so no stream can go live behind these ends.
+    crate::streams::lifecycle::end_streams_of(&state, id).await?;
+    crate::donations::service::expire_pending_transfers_to(&state, id).await?;
     tracing::info!(user_id = %id, staff_id = %staff.id, "account deactivated by staff");
     Ok(Json(user.into()))
 }

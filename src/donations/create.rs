@@ -141,7 +141,11 @@ pub(super) async fn create_donation(
             retry_after: refused.retry_after,
         })?;
     let stream: Option<StreamInfo> =
-        sqlx::query_as("SELECT streamer_id, is_active FROM streams WHERE id = $1")
+        // A deactivated streamer's streams take no donations (deactivation also ended them).
+        sqlx::query_as(
+            "SELECT s.streamer_id, s.is_active AND u.is_active AS is_active
+               FROM streams s JOIN users u ON u.id = s.streamer_id WHERE s.id = $1",
+        )
             .bind(stream_id)
             .fetch_optional(&state.db)
             .await?;
@@ -199,17 +203,21 @@ struct NewDonation {
     anonymous: bool,
 }
 
+/// Stores a new pending donation; a bank transfer keeps the payout account its donor is told
+/// to pay into.
 async fn insert(
     state: &AppState,
     new: &NewDonation,
     method: PaymentMethod,
-    reference_code: Option<&str>,
+    transfer: Option<(&str, &PayoutAccount)>,
     expires_at: DateTime<Utc>,
 ) -> sqlx::Result<Donation> {
+    let (reference_code, payout) = transfer.unzip();
     sqlx::query_as(
         "INSERT INTO donations (stream_id, donor_id, amount, message, payment_method, is_anonymous,
-                                reference_code, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
+                                reference_code, expires_at,
+                                payout_bank_name, payout_account_number, payout_account_holder)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING *",
     )
     .bind(new.stream_id)
     .bind(new.donor_id)
@@ -219,6 +227,9 @@ async fn insert(
     .bind(new.anonymous)
     .bind(reference_code)
     .bind(expires_at)
+    .bind(payout.map(|p| &p.bank_name))
+    .bind(payout.map(|p| &p.account_number))
+    .bind(payout.map(|p| &p.account_holder))
     .fetch_one(&state.db)
     .await
 }
@@ -336,7 +347,7 @@ async fn pay_by_transfer(
             state,
             &new,
             PaymentMethod::BankTransfer,
-            Some(&code),
+            Some((&code, &account)),
             expires_at,
         )
         .await
@@ -422,13 +433,25 @@ async fn pending_payment(
     streamer_id: Uuid,
 ) -> AppResult<Option<Payment>> {
     if donation.is_bank_transfer() {
-        let Some(account) = PayoutAccount::find(&state.db, streamer_id).await? else {
-            return Ok(None);
+        // The account the donor was told when they donated; donations made before accounts
+        // were kept with them fall back to the streamer's current one.
+        let (bank_name, account_number, account_holder) = match (
+            &donation.payout_bank_name,
+            &donation.payout_account_number,
+            &donation.payout_account_holder,
+        ) {
+            (Some(bank), Some(number), Some(holder)) => {
+                (bank.clone(), number.clone(), holder.clone())
+            }
+            _ => match PayoutAccount::find(&state.db, streamer_id).await? {
+                Some(a) => (a.bank_name, a.account_number, a.account_holder),
+                None => return Ok(None),
+            },
         };
         return Ok(Some(Payment::BankTransfer(TransferInstructions {
-            bank_name: account.bank_name,
-            account_number: account.account_number,
-            account_holder: account.account_holder,
+            bank_name,
+            account_number,
+            account_holder,
             amount: donation.rupiah(),
             reference_code: donation.reference_code.clone().unwrap_or_default(),
             expires_at: donation.expires_at.unwrap_or(donation.created_at),

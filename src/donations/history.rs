@@ -158,8 +158,10 @@ impl HistoryParams {
 /// Totals over every page of the filtered list.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HistoryTotals {
-    /// Sum of the completed donations' amounts, whole rupiah.
+    /// Money received: the completed and partially refunded donations' amounts less what was
+    /// refunded, whole rupiah.
     pub completed_amount: i64,
+    /// Completed and partially refunded donations.
     pub completed_count: i64,
 }
 
@@ -223,8 +225,9 @@ async fn history(
     }
     let mut totals_query = QueryBuilder::<Postgres>::new(
         "SELECT count(*) AS total,
-                COALESCE(sum(d.amount) FILTER (WHERE d.status = 'completed'), 0) AS completed_amount,
-                count(*) FILTER (WHERE d.status = 'completed') AS completed_count
+                COALESCE(sum(d.amount - d.refunded_amount)
+                         FILTER (WHERE d.status IN ('completed', 'partially_refunded')), 0) AS completed_amount,
+                count(*) FILTER (WHERE d.status IN ('completed', 'partially_refunded')) AS completed_count
            FROM donations d JOIN streams s ON s.id = d.stream_id",
     );
     push_filters(&mut totals_query, side, user_id, &filters);

@@ -14,6 +14,7 @@ use super::service::{self, Applied, Source};
 use crate::jobs::Job;
 use crate::live::events::{DonationReceived, EventData};
 use crate::payments::StatusAnswer;
+use crate::ratelimit::{Limit, RateLimiter};
 use crate::state::AppState;
 
 /// Outbox rows and notifications older than this without progress are queued again.
@@ -25,9 +26,13 @@ const BATCH: i64 = 200;
 /// An outbox row that failed this often (over several requeues) is left for a person: its
 /// `last_error` says why.
 const GIVE_UP_AFTER_ATTEMPTS: i32 = 50;
-/// Unprocessed notifications are requeued for this long; after that the donation's own
-/// reconciliation (which asks Midtrans directly) is what settles it.
-const NOTIFICATIONS_KEPT_TRYING: chrono::Duration = chrono::Duration::days(1);
+/// Unprocessed notifications are requeued this many times, each after twice the wait of the
+/// one before (30 s, 1, 2, 4, 8 min); after that the donation's own reconciliation (which asks
+/// Midtrans directly) is what settles it.
+const NOTIFICATION_REQUEUES: i32 = 5;
+/// Status calls that notifications may cause per donation per minute; notifications beyond
+/// are recorded as `throttled` (reconciliation still settles a pending donation).
+const NOTIFIED_CHECKS_PER_MINUTE: u64 = 6;
 
 /// Processes a stored notification: asks Midtrans for the order's verified status and acts on
 /// that. Idempotent: a processed notification is skipped, and applying a status twice changes
@@ -45,15 +50,39 @@ pub async fn process_notification(state: &AppState, notification_id: Uuid) -> an
     if processed_at.is_some() {
         return Ok(());
     }
-    let outcome = verify_with_midtrans(state, donation_id).await?;
+    // Notifications carry no proof of freshness, so however many arrive, Midtrans is asked a
+    // bounded number of times: one answer covers every notification received before the call.
+    let asked_at = Utc::now();
+    let outcome = if notified_check_allowed(state, donation_id).await {
+        verify_with_midtrans(state, donation_id).await?.describe()
+    } else {
+        tracing::warn!(%notification_id, %donation_id, "too many notifications for one donation; not asking Midtrans again this minute");
+        "throttled".to_owned()
+    };
     sqlx::query(
-        "UPDATE payment_notifications SET processed_at = now(), outcome = $2 WHERE id = $1",
+        "UPDATE payment_notifications SET processed_at = now(), outcome = $3
+          WHERE processed_at IS NULL AND (id = $1 OR (donation_id = $2 AND received_at <= $4))",
     )
     .bind(notification_id)
-    .bind(outcome.describe())
+    .bind(donation_id)
+    .bind(outcome)
+    .bind(asked_at)
     .execute(&state.db)
     .await?;
     Ok(())
+}
+
+/// Whether a notification may make another status call for this donation this minute (open
+/// when Redis cannot count: the calls stay bounded by the notifications stored).
+async fn notified_check_allowed(state: &AppState, donation_id: Uuid) -> bool {
+    let key = format!("midtrans-checks:{donation_id}");
+    RateLimiter::new(state.redis.clone())
+        .acquire(&[(
+            &key,
+            Limit::new(NOTIFIED_CHECKS_PER_MINUTE, Duration::from_secs(60)),
+        )])
+        .await
+        .is_ok()
 }
 
 /// Asks Midtrans' status endpoint about a donation and applies the answer. An order Midtrans
@@ -67,10 +96,15 @@ pub async fn verify_with_midtrans(state: &AppState, donation_id: Uuid) -> anyhow
         .bind(donation_id)
         .fetch_one(&state.db)
         .await?;
-    if donation.status() != DonationStatus::Pending
-        && donation.status() != DonationStatus::Completed
-    {
-        // Settled for good: nothing Midtrans says can change it.
+    // What Midtrans can still move: a payment (pending, or expired here before it settled
+    // there) and the refunds of a completed one. The rest is settled for good.
+    if !matches!(
+        donation.status(),
+        DonationStatus::Pending
+            | DonationStatus::Completed
+            | DonationStatus::PartiallyRefunded
+            | DonationStatus::Expired
+    ) {
         return Ok(Applied::Unchanged);
     }
     let answer = midtrans
@@ -185,14 +219,19 @@ async fn requeue_stuck(state: &AppState) -> anyhow::Result<()> {
     for outbox_id in outbox {
         state.jobs.enqueue(Job::DeliverOutbox { outbox_id }).await?;
     }
+    // Each requeue waits twice as long as the one before, and there are only so many.
     let notifications: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM payment_notifications
-          WHERE processed_at IS NULL AND received_at <= $1 AND received_at >= $3
-          ORDER BY received_at LIMIT $2",
+        "UPDATE payment_notifications SET attempts = attempts + 1
+          WHERE id IN (SELECT id FROM payment_notifications
+                        WHERE processed_at IS NULL AND attempts < $3
+                          AND received_at <= now() - make_interval(secs => $1 * power(2, attempts))
+                        ORDER BY received_at LIMIT $2
+                        FOR UPDATE SKIP LOCKED)
+         RETURNING id",
     )
-    .bind(before)
+    .bind(STUCK_AFTER.as_secs_f64())
     .bind(BATCH)
-    .bind(Utc::now() - NOTIFICATIONS_KEPT_TRYING)
+    .bind(NOTIFICATION_REQUEUES)
     .fetch_all(&state.db)
     .await?;
     for notification_id in notifications {

@@ -21,14 +21,17 @@ const MESSAGE_MAX_CHARS: usize = 255;
 /// Where a donation is in its life. Moves only forward:
 ///
 /// ```text
-/// pending ──▶ completed ──▶ refunded
+/// pending ──▶ completed ──▶ partially_refunded ──▶ refunded
+///    │            ▲  └──────────────────────────────▲
+///    ├──────▶ expired (a late transfer, or a payment Midtrans settled after our expiry)
 ///    ├──────▶ failed
-///    ├──────▶ expired
 ///    └──────▶ rejected
 /// ```
 ///
-/// Every state but `pending` is settled: none of them ever goes back to an earlier one, and
-/// only `completed` moves on (to `refunded`, when Midtrans returns the money).
+/// Every state but `pending` is settled: none of them ever goes back to an earlier one. Only
+/// `completed` moves on when Midtrans returns money (part of it, then the rest), and `expired`
+/// only to `completed`, when money arrived after all (the streamer records a late bank
+/// transfer; Midtrans verifies a settlement). Who may make each move is the caller's rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DonationStatus {
@@ -38,16 +41,19 @@ pub enum DonationStatus {
     Expired,
     Rejected,
     Refunded,
+    /// Midtrans returned part of the money (`refunded_amount` says how much).
+    PartiallyRefunded,
 }
 
 impl DonationStatus {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Pending,
         Self::Completed,
         Self::Failed,
         Self::Expired,
         Self::Rejected,
         Self::Refunded,
+        Self::PartiallyRefunded,
     ];
 
     #[must_use]
@@ -59,6 +65,7 @@ impl DonationStatus {
             Self::Expired => "expired",
             Self::Rejected => "rejected",
             Self::Refunded => "refunded",
+            Self::PartiallyRefunded => "partially_refunded",
         }
     }
 
@@ -75,7 +82,9 @@ impl DonationStatus {
             (
                 Self::Pending,
                 Self::Completed | Self::Failed | Self::Expired | Self::Rejected
-            ) | (Self::Completed, Self::Refunded)
+            ) | (Self::Expired, Self::Completed)
+                | (Self::Completed, Self::Refunded | Self::PartiallyRefunded)
+                | (Self::PartiallyRefunded, Self::Refunded)
         )
     }
 }
@@ -126,6 +135,12 @@ pub struct Donation {
     pub checked_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Bank transfers: the payout account the donor was told to pay into, when they were told.
+    pub payout_bank_name: Option<String>,
+    pub payout_account_number: Option<String>,
+    pub payout_account_holder: Option<String>,
+    pub refunded_amount: Decimal,
+    pub currency_mismatch: bool,
 }
 
 impl Donation {
@@ -202,6 +217,9 @@ pub struct DonationView {
     pub expires_at: Option<DateTime<Utc>>,
     /// Midtrans reported a different amount: held for review, never completed automatically.
     pub amount_mismatch: bool,
+    /// Whole rupiah Midtrans returned (`partially_refunded`, `refunded`); 0 otherwise.
+    #[schema(example = 0)]
+    pub refunded_amount: i64,
     /// The streamer's reason for a rejection, or what ended the donation.
     pub status_reason: String,
     pub created_at: DateTime<Utc>,
@@ -326,13 +344,28 @@ mod tests {
             assert!(Pending.can_become(to), "pending → {to:?}");
         }
         assert!(Completed.can_become(Refunded));
-        for from in [Completed, Failed, Expired, Rejected, Refunded] {
+        assert!(Completed.can_become(PartiallyRefunded));
+        assert!(PartiallyRefunded.can_become(Refunded));
+        assert!(Expired.can_become(Completed), "money that arrived late");
+        for from in [
+            Completed,
+            Failed,
+            Expired,
+            Rejected,
+            Refunded,
+            PartiallyRefunded,
+        ] {
             assert!(!from.can_become(Pending), "{from:?} → pending");
             for to in [Failed, Expired, Rejected] {
                 assert!(!from.can_become(to), "{from:?} → {to:?}");
             }
         }
         assert!(!Refunded.can_become(Completed));
+        assert!(!PartiallyRefunded.can_become(Completed));
+        assert!(!Refunded.can_become(PartiallyRefunded));
+        for from in [Failed, Rejected, Refunded, PartiallyRefunded] {
+            assert!(!from.can_become(Completed), "{from:?} → completed");
+        }
         assert!(!Pending.can_become(Refunded));
         assert!(!Completed.can_become(Completed));
     }

@@ -13,7 +13,7 @@ use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::model::{Donation, DonationStatus};
+use super::model::{CURRENCY, Donation, DonationStatus};
 use crate::jobs::Job;
 use crate::payments::midtrans::TransactionStatus;
 use crate::state::AppState;
@@ -27,6 +27,22 @@ pub enum Source {
 }
 
 impl Source {
+    /// Who may make a move the state machine allows: money that arrived after the expiry is
+    /// recorded by the streamer (bank transfers) or verified by Midtrans (its own payments);
+    /// refunds come from Midtrans only.
+    fn may_move(self, donation: &Donation, from: DonationStatus, to: DonationStatus) -> bool {
+        use DonationStatus::{Completed, Expired, PartiallyRefunded, Refunded};
+        match (from, to) {
+            (Expired, Completed) => match self {
+                Self::Streamer => donation.is_bank_transfer(),
+                Self::Midtrans => !donation.is_bank_transfer(),
+                Self::Expiry => false,
+            },
+            (_, Refunded | PartiallyRefunded) => self == Self::Midtrans,
+            _ => true,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Self::Midtrans => "midtrans",
@@ -54,7 +70,7 @@ pub async fn move_to(
     reason: &str,
 ) -> sqlx::Result<Option<(Donation, Vec<Uuid>)>> {
     let from = donation.status();
-    if !from.can_become(to) {
+    if !from.can_become(to) || !source.may_move(donation, from, to) {
         return Ok(None);
     }
     let updated: Donation = sqlx::query_as(
@@ -172,6 +188,8 @@ pub enum Verdict {
     Failed,
     Expired,
     Refunded,
+    /// Part of the money returned.
+    PartlyRefunded,
     /// Nothing to do (`authorize`, or a status this code does not know).
     Ignored,
 }
@@ -186,7 +204,8 @@ pub fn verdict(transaction_status: &str, fraud_status: Option<&str>) -> Verdict 
         ("pending", _) => Verdict::Waiting,
         ("deny" | "cancel" | "failure", _) => Verdict::Failed,
         ("expire", _) => Verdict::Expired,
-        ("refund" | "partial_refund", _) => Verdict::Refunded,
+        ("refund", _) => Verdict::Refunded,
+        ("partial_refund", _) => Verdict::PartlyRefunded,
         _ => Verdict::Ignored,
     }
 }
@@ -199,6 +218,8 @@ pub enum Applied {
     Unchanged,
     /// Midtrans holds a different amount than we stored: flagged, not completed.
     AmountMismatch,
+    /// Midtrans reports a currency other than IDR: flagged, not completed.
+    CurrencyMismatch,
 }
 
 impl Applied {
@@ -208,6 +229,7 @@ impl Applied {
             Self::Changed(to) => to.as_str().to_owned(),
             Self::Unchanged => "unchanged".to_owned(),
             Self::AmountMismatch => "amount_mismatch".to_owned(),
+            Self::CurrencyMismatch => "currency_mismatch".to_owned(),
         }
     }
 }
@@ -226,10 +248,23 @@ pub async fn apply_verified_status(
     let verified_amount = Decimal::from_str(status.gross_amount.trim()).ok();
     let mismatch = verified_amount.is_some_and(|a| a != donation.amount)
         || (verdict == Verdict::Paid && verified_amount.is_none());
+    // Every donation is in rupiah; an answer in anything else is not ours to interpret.
+    let foreign_currency = status
+        .currency
+        .as_deref()
+        .is_some_and(|c| !c.trim().eq_ignore_ascii_case(CURRENCY));
+    let refunded = status
+        .refund_amount
+        .as_deref()
+        .and_then(|a| Decimal::from_str(a.trim()).ok())
+        .filter(|a| *a >= Decimal::ZERO)
+        .map(|a| a.min(donation.amount).trunc());
     sqlx::query(
         "UPDATE donations SET provider_status = $2, fraud_status = $3,
                 payment_type = COALESCE($4, payment_type), checked_at = now(),
-                amount_mismatch = amount_mismatch OR $5
+                amount_mismatch = amount_mismatch OR $5,
+                currency_mismatch = currency_mismatch OR $6,
+                refunded_amount = GREATEST(refunded_amount, COALESCE($7, refunded_amount))
           WHERE id = $1",
     )
     .bind(donation.id)
@@ -237,6 +272,8 @@ pub async fn apply_verified_status(
     .bind(&status.fraud_status)
     .bind(&status.payment_type)
     .bind(mismatch)
+    .bind(foreign_currency)
+    .bind(refunded)
     .execute(&mut *tx)
     .await?;
     if mismatch {
@@ -248,16 +285,26 @@ pub async fn apply_verified_status(
             "Midtrans reports a different amount; donation flagged and not completed"
         );
     }
+    if foreign_currency {
+        tracing::warn!(
+            donation_id = %donation.id,
+            currency = status.currency.as_deref().unwrap_or_default(),
+            transaction_status = %status.transaction_status,
+            "Midtrans reports a currency other than IDR; donation flagged and not changed"
+        );
+    }
     let target = match verdict {
+        _ if foreign_currency => None,
         Verdict::Paid if mismatch => None,
         Verdict::Paid => Some(DonationStatus::Completed),
         Verdict::Failed => Some(DonationStatus::Failed),
         Verdict::Expired => Some(DonationStatus::Expired),
         Verdict::Refunded => Some(DonationStatus::Refunded),
+        Verdict::PartlyRefunded => Some(DonationStatus::PartiallyRefunded),
         Verdict::Held | Verdict::Waiting | Verdict::Ignored => None,
     };
     let reason = match verdict {
-        Verdict::Failed | Verdict::Expired | Verdict::Refunded => {
+        Verdict::Failed | Verdict::Expired | Verdict::Refunded | Verdict::PartlyRefunded => {
             format!("Midtrans: {}", status.transaction_status)
         }
         _ => String::new(),
@@ -272,9 +319,33 @@ pub async fn apply_verified_status(
             dispatch(state, &outbox).await;
             Applied::Changed(updated.status())
         }
+        None if foreign_currency => Applied::CurrencyMismatch,
         None if mismatch => Applied::AmountMismatch,
         None => Applied::Unchanged,
     })
+}
+
+/// Ends the pending bank transfers to a streamer whose account was deactivated: nobody will
+/// confirm them, so their donors are told (the expiry email) not to pay.
+pub async fn expire_pending_transfers_to(state: &AppState, streamer_id: Uuid) -> sqlx::Result<()> {
+    let pending: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT d.id FROM donations d JOIN streams s ON s.id = d.stream_id
+          WHERE s.streamer_id = $1 AND d.status = 'pending' AND d.payment_method = 'bank_transfer'",
+    )
+    .bind(streamer_id)
+    .fetch_all(&state.db)
+    .await?;
+    for id in pending {
+        change(
+            state,
+            id,
+            DonationStatus::Expired,
+            Source::Expiry,
+            "The streamer's account was deactivated.",
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Pending bank transfers past their expiry, and the ids of those just expired.
@@ -327,7 +398,7 @@ mod tests {
         }
         assert_eq!(verdict("expire", None), Verdict::Expired);
         assert_eq!(verdict("refund", None), Verdict::Refunded);
-        assert_eq!(verdict("partial_refund", None), Verdict::Refunded);
+        assert_eq!(verdict("partial_refund", None), Verdict::PartlyRefunded);
         assert_eq!(verdict("authorize", None), Verdict::Ignored);
         assert_eq!(verdict("something_new", None), Verdict::Ignored);
     }

@@ -2,7 +2,9 @@
 
 use sqlx::FromRow;
 
-use super::model::{ANONYMOUS, CURRENCY, Donation, DonationView, Donor, PublicDonation};
+use super::model::{
+    ANONYMOUS, CURRENCY, Donation, DonationView, Donor, PublicDonation, whole_rupiah,
+};
 use crate::state::AppState;
 use crate::users::model::PublicUser;
 
@@ -64,6 +66,7 @@ impl Row {
             reference_code: d.reference_code.clone(),
             expires_at: d.expires_at,
             amount_mismatch: d.amount_mismatch,
+            refunded_amount: whole_rupiah(d.refunded_amount),
             status_reason: d.status_reason.clone(),
             created_at: d.created_at,
             completed_at: d.completed_at,

@@ -4,13 +4,17 @@
 //! `fraud_status` are not covered by the signature and it carries no nonce, so a captured one can
 //! be replayed or edited. This endpoint therefore only checks the signature (constant time),
 //! stores the body verbatim and queues its processing, which asks Midtrans' status endpoint and
-//! acts on that answer. It answers at once; the work happens in a job.
+//! acts on that answer. It answers at once; the work happens in a job. A body received before is
+//! acknowledged again without a new job, and one status answer settles every notification of
+//! the donation that came before it (see [`super::jobs::process_notification`]), so replaying a
+//! notification does not multiply the calls to Midtrans.
 
 use std::borrow::Cow;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -109,16 +113,32 @@ pub(super) async fn notification(
             detail: Cow::Borrowed("No donation has this order id."),
         });
     };
-    let notification_id: Uuid = sqlx::query_scalar(
-        "INSERT INTO payment_notifications (donation_id, order_id, transaction_status, raw)
-         VALUES ($1, $2, $3, $4) RETURNING id",
+    // The same body again (Midtrans retrying, or someone replaying a captured one) is the same
+    // notification: acknowledged with its id, nothing queued twice.
+    let digest = Sha256::digest(&body).to_vec();
+    let inserted: Option<Uuid> = sqlx::query_scalar(
+        "INSERT INTO payment_notifications (donation_id, order_id, transaction_status, raw, body_sha256)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (body_sha256) DO NOTHING RETURNING id",
     )
     .bind(donation_id)
     .bind(order_id)
     .bind(signed.transaction_status.as_deref().unwrap_or_default())
     .bind(String::from_utf8_lossy(&body).as_ref())
-    .fetch_one(&state.db)
+    .bind(&digest)
+    .fetch_optional(&state.db)
     .await?;
+    let Some(notification_id) = inserted else {
+        let notification_id: Uuid =
+            sqlx::query_scalar("SELECT id FROM payment_notifications WHERE body_sha256 = $1")
+                .bind(&digest)
+                .fetch_one(&state.db)
+                .await?;
+        tracing::info!(order_id, %notification_id, "Midtrans notification received again; already stored");
+        return Ok(Json(NotificationReceipt {
+            received: true,
+            notification_id,
+        }));
+    };
     if let Err(e) = state
         .jobs
         .enqueue(Job::ProcessNotification { notification_id })

@@ -58,7 +58,7 @@ const PROMOTE: &str = r"
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
 for _, job in ipairs(due) do
   redis.call('ZREM', KEYS[1], job)
-  redis.call('XADD', KEYS[2], '*', 'job', job)
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'job', job)
 end
 return #due
 ";
@@ -100,6 +100,9 @@ impl JobQueue {
         let mut conn = self.redis.conn().await?;
         redis::cmd("XADD")
             .arg(self.stream_key())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.config.queue_max.max(1))
             .arg("*")
             .arg("job")
             .arg(encode(&envelope))
@@ -185,6 +188,7 @@ impl JobQueue {
             .key(self.delayed_key())
             .key(self.stream_key())
             .arg(Utc::now().timestamp_millis())
+            .arg(self.config.queue_max.max(1))
             .invoke_async(&mut conn)
             .await
     }

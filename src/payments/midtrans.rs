@@ -143,6 +143,9 @@ pub struct TransactionStatus {
     pub payment_type: Option<String>,
     #[serde(default)]
     pub currency: Option<String>,
+    /// Money returned so far (`refund`, `partial_refund`), e.g. `"5000.00"`.
+    #[serde(default)]
+    pub refund_amount: Option<String>,
 }
 
 /// What the status endpoint said about an order.

@@ -313,14 +313,16 @@ const CASES: &[Case] = &[
         "/api/donations/{id}/confirm",
         Donation,
         Empty,
-        "*=403 anonymous=401 owner=200",
+        // Those who may see the donation are told no; to anyone else it does not exist.
+        "*=404 anonymous=401 owner=200 donor=403 staff=403 superuser=403",
     ),
     case(
         "POST",
         "/api/donations/{id}/reject",
         Donation,
         Empty,
-        "*=403 anonymous=401 owner=200",
+        // Those who may see the donation are told no; to anyone else it does not exist.
+        "*=404 anonymous=401 owner=200 donor=403 staff=403 superuser=403",
     ),
     case("GET", "/api/donations/sent", Nothing, Empty, SIGNED_IN),
     case("GET", "/api/donations/received", Nothing, Empty, SIGNED_IN),

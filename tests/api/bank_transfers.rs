@@ -207,3 +207,194 @@ async fn reconciliation_expires_overdue_transfers_and_emails_the_donor(db: PgPoo
     assert_eq!(env.status_of(&fresh).await, "pending");
     assert_eq!(env.smtp.wait_for("rina@example.com", 1).await.len(), 1);
 }
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn a_transfer_that_arrived_late_is_recorded_with_its_own_transition(db: PgPool) {
+    let env = Payments::spawn(db).await;
+    let cast = env.cast().await;
+    let id = donation_id(&env.donate_by_transfer(&cast, 40_000).await);
+    env.backdate_expiry(&id, "1 hour").await;
+
+    let plain = env.confirm(&cast.streamer, &id).await;
+    let late = env
+        .decide(&cast.streamer, &id, "confirm", &json!({"late": true}))
+        .await;
+    let again = env
+        .decide(&cast.streamer, &id, "confirm", &json!({"late": true}))
+        .await;
+
+    problem(plain, StatusCode::CONFLICT, "donation_expired").await;
+    assert_eq!(late.status(), StatusCode::OK);
+    assert_eq!(again.status(), StatusCode::OK, "idempotent");
+    assert_eq!(env.status_of(&id).await, "completed");
+    let history: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT from_status, to_status, source FROM donation_transitions ORDER BY id",
+    )
+    .fetch_all(&env.app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        history,
+        vec![
+            ("pending".into(), "expired".into(), "expiry".into()),
+            ("expired".into(), "completed".into(), "streamer".into()),
+        ]
+    );
+    env.settle().await;
+    assert_eq!(env.donation_events(cast.stream_id).await.len(), 1);
+    assert_eq!(env.smtp.wait_for("andi@example.com", 1).await.len(), 1);
+    let to_donor = env.smtp.wait_for("rina@example.com", 2).await;
+    let subjects: Vec<String> = to_donor.iter().map(|m| m.subject()).collect();
+    assert_eq!(to_donor.len(), 2, "expired, then the receipt: {subjects:?}");
+    assert!(
+        subjects.iter().any(|s| s.starts_with("Receipt")),
+        "{subjects:?}"
+    );
+}
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn only_bank_transfers_can_be_confirmed_late(db: PgPool) {
+    let env = Payments::spawn(db).await;
+    let cast = env.cast().await;
+    let created = env.donate_online(&cast, 40_000).await;
+    let id = donation_id(&created);
+    sqlx::query("UPDATE donations SET status = 'expired' WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&env.app.db)
+        .await
+        .unwrap();
+
+    let late = env
+        .decide(&cast.streamer, &id, "confirm", &json!({"late": true}))
+        .await;
+
+    problem(late, StatusCode::CONFLICT, "not_bank_transfer").await;
+    assert_eq!(env.status_of(&id).await, "expired");
+}
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn instructions_keep_the_account_the_donor_was_given(db: PgPool) {
+    let env = Payments::spawn(db).await;
+    let cast = env.cast().await;
+    let id = donation_id(&env.donate_by_transfer(&cast, 75_000).await);
+
+    let changed = env
+        .app
+        .patch_as(
+            "/api/users/me/payout",
+            &cast.streamer.access_token,
+            &json!({"bank_name": "Mandiri", "account_number": "9999999999", "account_holder": "Andi W"}),
+        )
+        .await;
+    assert_eq!(changed.status(), StatusCode::OK);
+    let read_back = env
+        .get_json(&format!("/api/donations/{id}"), &cast.donor)
+        .await;
+    let later = env.donate_by_transfer(&cast, 75_000).await;
+
+    let payment = &read_back["payment"];
+    assert_eq!(payment["bank_name"], "BCA", "{read_back}");
+    assert_eq!(payment["account_number"], "1234567890");
+    assert_eq!(payment["account_holder"], "Andi Wijaya");
+    assert_eq!(later["payment"]["account_number"], "9999999999");
+}
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn strangers_cannot_tell_a_donation_exists_by_deciding_it(db: PgPool) {
+    let env = Payments::spawn(db).await;
+    let cast = env.cast().await;
+    let id = donation_id(&env.donate_by_transfer(&cast, 30_000).await);
+    let stranger = env.app.signed_up("siti").await;
+
+    for decision in ["confirm", "reject"] {
+        let theirs = env.decide(&stranger, &id, decision, &json!({})).await;
+        let missing = env
+            .decide(
+                &stranger,
+                &uuid::Uuid::new_v4().to_string(),
+                decision,
+                &json!({}),
+            )
+            .await;
+        let donors = env.decide(&cast.donor, &id, decision, &json!({})).await;
+        let a = problem(theirs, StatusCode::NOT_FOUND, "not_found").await;
+        let b = problem(missing, StatusCode::NOT_FOUND, "not_found").await;
+        assert_eq!(
+            a["detail"], b["detail"],
+            "the same answer as for no donation"
+        );
+        problem(donors, StatusCode::FORBIDDEN, "forbidden").await;
+    }
+    assert_eq!(env.status_of(&id).await, "pending");
+}
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn deactivating_a_streamer_ends_their_stream_and_their_donations(db: PgPool) {
+    let env = Payments::spawn(db).await;
+    let cast = env.cast().await;
+    let pending = donation_id(&env.donate_by_transfer(&cast, 20_000).await);
+    let admin = env.app.signed_up("admin").await;
+    env.app.make_staff(admin.id).await;
+
+    let response = env
+        .app
+        .post_as(
+            &format!("/api/admin/users/{}/deactivate", cast.streamer.id),
+            &admin.access_token,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let stream: Value = env
+        .app
+        .get(&format!("/api/streams/{}", cast.stream_id))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stream["is_live"], false, "{stream}");
+    assert_eq!(env.status_of(&pending).await, "expired");
+    let told = env.smtp.wait_for("rina@example.com", 1).await;
+    assert!(
+        told[0].subject().contains("expired"),
+        "{}",
+        told[0].subject()
+    );
+    let refused = env
+        .donate(
+            &cast.donor,
+            cast.stream_id,
+            &json!({"amount": 10_000, "payment_method": "bank_transfer"}),
+        )
+        .await;
+    let body = problem(
+        refused,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    assert!(
+        crate::helpers::field_errors(&body).contains(&("stream".to_owned(), "not_live".to_owned())),
+        "{body}"
+    );
+    // Even a stream row left live (another process had not ended it yet) takes no donations.
+    sqlx::query("UPDATE streams SET is_active = true, ended_at = NULL WHERE id = $1")
+        .bind(cast.stream_id)
+        .execute(&env.app.db)
+        .await
+        .unwrap();
+    let still_refused = env
+        .donate(
+            &cast.donor,
+            cast.stream_id,
+            &json!({"amount": 10_000, "payment_method": "bank_transfer"}),
+        )
+        .await;
+    problem(
+        still_refused,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+}

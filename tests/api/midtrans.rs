@@ -105,7 +105,10 @@ async fn replayed_and_out_of_order_notifications_change_nothing_twice(db: PgPool
     let stored: i64 = env
         .count("SELECT count(*) FROM payment_notifications")
         .await;
-    assert_eq!(stored, 6, "every verified notification is kept verbatim");
+    assert_eq!(
+        stored, 3,
+        "every verified notification is kept verbatim, an identical body once"
+    );
     let transitions: i64 = env.count("SELECT count(*) FROM donation_transitions").await;
     assert_eq!(transitions, 1);
 }
@@ -488,4 +491,141 @@ async fn a_refund_moves_a_completed_donation_on_and_never_back(db: PgPool) {
             ("completed".into(), "refunded".into())
         ]
     );
+}
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn a_notification_replayed_hundreds_of_times_costs_a_bounded_number_of_status_calls(
+    db: PgPool,
+) {
+    let env = Payments::spawn(db).await;
+    let cast = env.cast().await;
+    let created = env.donate_online(&cast, 35_000).await;
+    let (id, order) = (donation_id(&created), order_id(&created));
+    env.midtrans_action(&order, "pay").await;
+    env.wait_for_status(&id, "completed").await;
+    env.settle().await;
+    let before = env.midtrans_order(&order).await["status_requests"]
+        .as_u64()
+        .unwrap();
+
+    // The captured notification 200 times, then edited ones (the status is not signed), each
+    // many times over.
+    let mut replays = Vec::new();
+    for _ in 0..10 {
+        replays.extend(env.notify(&order, &json!({"copies": 20})).await);
+    }
+    let edited = [
+        "pending",
+        "deny",
+        "cancel",
+        "expire",
+        "failure",
+        "refund",
+        "capture",
+        "authorize",
+    ];
+    for status in edited {
+        env.notify(&order, &json!({"transaction_status": status, "copies": 5}))
+            .await;
+    }
+    env.settle().await;
+
+    assert_eq!(replays, vec![Some(200); 200]);
+    let after = env.midtrans_order(&order).await["status_requests"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        after - before <= 6,
+        "{} status calls for {} notifications",
+        after - before,
+        200 + 5 * edited.len()
+    );
+    let stored: i64 = env
+        .count("SELECT count(*) FROM payment_notifications")
+        .await;
+    assert_eq!(stored, 1 + edited.len() as i64, "one row per distinct body");
+    assert_eq!(env.status_of(&id).await, "completed");
+    assert_eq!(env.donation_events(cast.stream_id).await.len(), 1);
+    assert_eq!(env.smtp.to("andi@example.com").len(), 1);
+    assert_eq!(env.smtp.to("rina@example.com").len(), 1);
+}
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn a_partial_refund_is_recorded_as_partial(db: PgPool) {
+    let env = Payments::spawn(db).await;
+    let cast = env.cast().await;
+    let created = env.donate_online(&cast, 60_000).await;
+    let (id, order) = (donation_id(&created), order_id(&created));
+    env.midtrans_action(&order, "card").await;
+    env.wait_for_status(&id, "completed").await;
+
+    env.midtrans_action(&order, "partial_refund").await;
+    env.wait_for_status(&id, "partially_refunded").await;
+    env.settle().await;
+
+    let seen = env
+        .get_json(&format!("/api/donations/{id}"), &cast.streamer)
+        .await;
+    assert_eq!(seen["donation"]["refunded_amount"], 30_000, "{seen}");
+    let received = env
+        .get_json("/api/donations/received", &cast.streamer)
+        .await;
+    assert_eq!(received["totals"]["completed_amount"], 30_000, "{received}");
+    assert_eq!(received["totals"]["completed_count"], 1);
+
+    env.midtrans_action(&order, "refund").await;
+    env.wait_for_status(&id, "refunded").await;
+    let seen = env
+        .get_json(&format!("/api/donations/{id}"), &cast.streamer)
+        .await;
+    assert_eq!(seen["donation"]["refunded_amount"], 60_000);
+    let history: Vec<(String, String)> =
+        sqlx::query_as("SELECT from_status, to_status FROM donation_transitions ORDER BY id")
+            .fetch_all(&env.app.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        history,
+        vec![
+            ("pending".into(), "completed".into()),
+            ("completed".into(), "partially_refunded".into()),
+            ("partially_refunded".into(), "refunded".into()),
+        ]
+    );
+    assert_eq!(env.donation_events(cast.stream_id).await.len(), 1);
+}
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn a_payment_in_another_currency_is_flagged_not_completed(db: PgPool) {
+    let env = Payments::spawn(db).await;
+    let cast = env.cast().await;
+    let created = env.donate_online(&cast, 50_000).await;
+    let (id, order) = (donation_id(&created), order_id(&created));
+    let patched = reqwest::Client::new()
+        .patch(format!("{}/_sandbox/orders/{order}", env.sandbox.url()))
+        .basic_auth(SERVER_KEY, Some(""))
+        .json(&json!({"currency": "USD"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), StatusCode::NO_CONTENT);
+
+    env.midtrans_action(&order, "pay").await;
+    env.wait_for_processed(1).await;
+
+    let (status, flagged, outcome): (String, bool, String) = sqlx::query_as(
+        "SELECT d.status, d.currency_mismatch, n.outcome
+           FROM donations d JOIN payment_notifications n ON n.donation_id = d.id
+          WHERE d.id = $1::uuid",
+    )
+    .bind(&id)
+    .fetch_one(&env.app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        (status.as_str(), flagged, outcome.as_str()),
+        ("pending", true, "currency_mismatch")
+    );
+    assert!(env.donation_events(cast.stream_id).await.is_empty());
+    assert!(env.smtp.messages().is_empty());
 }

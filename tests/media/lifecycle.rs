@@ -111,6 +111,37 @@ async fn rotating_the_key_disconnects_the_publisher(db: PgPool) {
 }
 
 #[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn deactivating_a_live_streamer_disconnects_them_and_refuses_their_key(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let (budi, url) = streamer(&app, "budi").await;
+    let admin = app.signed_up("admin").await;
+    app.make_staff(admin.id).await;
+    let mut publisher = Publisher::start(&url, Source::VideoOnly, 60);
+    let id = live_stream_of(&app, &budi).await;
+
+    let response = app
+        .post_as(
+            &format!("/api/admin/users/{}/deactivate", budi.id),
+            &admin.access_token,
+            &json!({}),
+        )
+        .await;
+
+    assert_eq!(response.status(), 200);
+    assert!(
+        publisher.exited_within(PATIENCE).await.is_some(),
+        "the publisher is disconnected"
+    );
+    ended(&app, id, Duration::from_secs(10)).await;
+    let mut again = Publisher::start(&url, Source::VideoOnly, 30);
+    let status = again
+        .exited_within(PATIENCE)
+        .await
+        .expect("the key of a deactivated account is refused");
+    assert!(!status.success());
+}
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
 async fn shutting_down_ends_live_streams_cleanly(db: PgPool) {
     let mut app = TestApp::spawn(db).await;
     let (budi, url) = streamer(&app, "budi").await;

@@ -62,7 +62,9 @@ export const donations = {
   receivedCsv: (query: HistoryQuery = {}) => request<Response>('GET', '/api/donations/received', { query: { ...query, format: 'csv' }, auth: 'required', raw: true }),
   ofStream: (streamId: string) => api.get<Page<Donation>>(`/api/streams/${streamId}/donations`),
   get: (id: string) => api.get<DonationDetail>(`/api/donations/${id}`, undefined, { auth: 'required' }),
-  confirm: (id: string) => api.post<Donation>(`/api/donations/${id}/confirm`, {}, { auth: 'required' }),
+  /** `late`: the transfer arrived after the donation expired (expired → completed). */
+  confirm: (id: string, late = false) =>
+    api.post<Donation>(`/api/donations/${id}/confirm`, late ? { late: true } : {}, { auth: 'required' }),
   reject: (id: string, reason?: string) => api.post<Donation>(`/api/donations/${id}/reject`, reason ? { reason } : {}, { auth: 'required' }),
 }
 

@@ -91,7 +91,7 @@ export interface Comment {
   created_at: string
 }
 
-export type DonationStatus = 'pending' | 'completed' | 'failed' | 'expired' | 'rejected' | 'refunded'
+export type DonationStatus = 'pending' | 'completed' | 'failed' | 'expired' | 'rejected' | 'refunded' | 'partially_refunded'
 export type PaymentMethod = 'midtrans' | 'bank_transfer'
 
 export interface Donation {
@@ -114,6 +114,8 @@ export interface Donation {
   expires_at?: string | null
   /** Why a streamer rejected it, or what ended it. */
   status_reason?: string
+  /** Whole rupiah Midtrans returned (partially refunded or refunded). */
+  refunded_amount?: number
   created_at: string
   completed_at?: string | null
   updated_at?: string

@@ -61,6 +61,7 @@ export const STATUS_LABELS: Record<string, string> = {
   expired: 'Expired',
   rejected: 'Rejected',
   refunded: 'Refunded',
+  partially_refunded: 'Partly refunded',
 }
 
 export const METHOD_LABELS: Record<string, string> = {

@@ -108,6 +108,12 @@ struct Order {
     finish_url: Option<String>,
     transaction: Option<Transaction>,
     deliveries: Vec<Delivery>,
+    /// Calls to the status endpoint for this order (tests count what notifications cost).
+    status_requests: usize,
+    /// The currency the order reports (a test can change it; Midtrans itself is IDR only).
+    currency: String,
+    /// Money returned so far by `refund` / `partial_refund`.
+    refunded: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -214,7 +220,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/_sandbox/notification-url", put(hook_notification_url))
         .route(
             "/_sandbox/orders/{order_id}",
-            get(hook_order).patch(hook_change_amount),
+            get(hook_order).patch(hook_change_order),
         )
         .route(
             "/_sandbox/orders/{order_id}/notifications",
@@ -326,7 +332,7 @@ fn describe(order: &Order, txn: &Transaction, server_key: &str) -> Value {
         "order_id": order.order_id,
         "merchant_id": MERCHANT_ID,
         "gross_amount": gross,
-        "currency": "IDR",
+        "currency": order.currency,
         "payment_type": txn.payment_type,
         "transaction_time": format_time(txn.transaction_time, "%Y-%m-%d %H:%M:%S"),
         "transaction_status": txn.transaction_status,
@@ -338,6 +344,9 @@ fn describe(order: &Order, txn: &Transaction, server_key: &str) -> Value {
     }
     if let Some(at) = txn.settlement_time {
         body["settlement_time"] = json!(format_time(at, "%Y-%m-%d %H:%M:%S"));
+    }
+    if order.refunded > 0 {
+        body["refund_amount"] = json!(amount_text(order.refunded));
     }
     if let Some(va) = &txn.va_number {
         body["va_numbers"] = json!([{ "bank": "bca", "va_number": va }]);
@@ -409,6 +418,9 @@ async fn create_transaction(State(shared): State<Arc<Shared>>, body: Bytes) -> R
                 finish_url: request.callbacks.map(|c| c.finish),
                 transaction: None,
                 deliveries: Vec::new(),
+                status_requests: 0,
+                currency: "IDR".to_owned(),
+                refunded: 0,
             },
         );
     }
@@ -500,6 +512,7 @@ async fn status(State(shared): State<Arc<Shared>>, Path(order_id): Path<String>)
     let Some(order) = orders.by_id.get_mut(&order_id) else {
         return (StatusCode::NOT_FOUND, Json(not_found_body())).into_response();
     };
+    order.status_requests += 1;
     expire_if_due(order);
     match &order.transaction {
         Some(txn) => Json(describe(order, txn, &shared.server_key)).into_response(),
@@ -596,6 +609,8 @@ fn transition(
         "cancel" => ("cancel", "", None),
         "accept_challenge" => ("capture", "credit_card", Some("accept")),
         "refund" => ("refund", "", None),
+        // Returns half of what is left (the merchant dashboard's partial refund).
+        "partial_refund" => ("partial_refund", "", None),
         other => return Err((StatusCode::NOT_FOUND, format!("unknown action {other}"))),
     };
     let (body, finish_url) = {
@@ -610,9 +625,11 @@ fn transition(
             .as_ref()
             .map(|t| (t.transaction_status.clone(), t.fraud_status.clone()));
         let allowed = match (&current, action) {
-            (None, "cancel" | "refund" | "accept_challenge") => false,
+            (None, "cancel" | "refund" | "partial_refund" | "accept_challenge") => false,
             (None, _) => true,
-            (Some((s, _)), "refund") => s == "settlement" || s == "capture",
+            (Some((s, _)), "refund" | "partial_refund") => {
+                s == "settlement" || s == "capture" || s == "partial_refund"
+            }
             (Some((s, f)), "accept_challenge" | "deny" | "cancel") if s == "capture" => {
                 f.as_deref() == Some("challenge")
             }
@@ -651,6 +668,11 @@ fn transition(
             txn.settlement_time = Some(now);
         }
         let txn = txn.clone();
+        match status {
+            "refund" => order.refunded = order.gross_amount,
+            "partial_refund" => order.refunded += (order.gross_amount - order.refunded) / 2,
+            _ => {}
+        }
         let body = describe(order, &txn, &shared.server_key);
         (body, order.finish_url.clone())
     };
@@ -754,23 +776,31 @@ async fn hook_order(State(shared): State<Arc<Shared>>, Path(order_id): Path<Stri
         "gross_amount": order.gross_amount,
         "transaction": order.transaction.as_ref().map(|t| describe(order, t, &shared.server_key)),
         "deliveries": order.deliveries,
+        "status_requests": order.status_requests,
     }))
     .into_response()
 }
 
+/// What a test changes in an order Midtrans holds.
 #[derive(Debug, Deserialize)]
-struct ChangeAmount {
-    gross_amount: i64,
+struct ChangeOrder {
+    gross_amount: Option<i64>,
+    currency: Option<String>,
 }
 
-async fn hook_change_amount(
+async fn hook_change_order(
     State(shared): State<Arc<Shared>>,
     Path(order_id): Path<String>,
-    Json(body): Json<ChangeAmount>,
+    Json(body): Json<ChangeOrder>,
 ) -> Response {
     match shared.orders().by_id.get_mut(&order_id) {
         Some(order) => {
-            order.gross_amount = body.gross_amount;
+            if let Some(amount) = body.gross_amount {
+                order.gross_amount = amount;
+            }
+            if let Some(currency) = body.currency {
+                order.currency = currency;
+            }
             StatusCode::NO_CONTENT.into_response()
         }
         None => (StatusCode::NOT_FOUND, Json(not_found_body())).into_response(),

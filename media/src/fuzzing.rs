@@ -171,6 +171,7 @@ pub fn hls_writer(data: &[u8]) {
     let mut input = data;
     let mut pts_ms: u64 = 0;
     let mut ended = false;
+    let mut checked = None;
     while let Some((&tag, rest)) = input.split_first() {
         input = rest;
         match tag % 8 {
@@ -206,10 +207,22 @@ pub fn hls_writer(data: &[u8]) {
                 ended = true;
             }
         }
-        check_playlist(&dir, WINDOW, ended);
+        // The playlist is replaced by a rename whenever it changes: a new inode is a new
+        // playlist (checking each step's unchanged file again would cost most of the run).
+        let written = playlist_version(&dir);
+        if written != checked {
+            check_playlist(&dir, WINDOW, ended);
+            checked = written;
+        }
     }
     hls.finish().expect("writes to the fuzz directory");
     check_playlist(&dir, WINDOW, true);
+}
+
+fn playlist_version(dir: &Path) -> Option<(u64, i64, i64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(dir.join(PLAYLIST)).ok()?;
+    Some((m.ino(), m.mtime(), m.mtime_nsec(), m.size()))
 }
 
 /// One directory per fuzzing process, in memory where the system offers it.

@@ -9,10 +9,15 @@ second, plus an OBS-like session built from the same media (librtmp's order: chu
 first, releaseStream, FCPublish, createStream, publish, @setDataFrame with an ECMA array,
 audio and video on their own chunk streams with compressed headers, a window acknowledgement
 size). flv_tags: the tag bodies of ffmpeg-written FLV (H.264 + AAC), each behind its kind
-byte, and a short FLV file. ws_client_message: the messages the web app sends.
+byte, and a short FLV file. ws_client_message: the messages the web app sends. hls_writer:
+muxer output in media::fuzzing::hls_writer's step encoding (a 30 fps stream with 2 s GOPs, a
+takeover, an audio-only session, timestamps going backwards, the end).
+
+  fuzz/seeds.py --hls       # only the hls_writer seeds (no ffmpeg, no build)
 """
 
 import os
+import sys
 import socket
 import struct
 import subprocess
@@ -212,7 +217,40 @@ def obs_like(tags):
     return bytes(out)
 
 
+# media::fuzzing::hls_writer steps: a chunk is tag 0 (timed) or 3 (untimed), then the packet
+# count - 1, a signed 16-bit millisecond step and one shape byte per packet (0 PAT, 1 PMT,
+# 2 keyframe start, 3 payload); 5 discontinuity; 6 + byte: has video; 7 finish.
+PAT, PMT, KEY, PAYLOAD = 0, 1, 2, 3
+
+
+def hls_chunk(shapes, step_ms, timed=True):
+    return bytes([0 if timed else 3, len(shapes) - 1]) + struct.pack(">h", step_ms) + bytes(shapes)
+
+
+def hls_gops(gops, frames=60, step=33):
+    out = b""
+    for _ in range(gops):
+        out += hls_chunk([PAT, PMT, KEY, PAYLOAD, PAYLOAD], step)
+        for _ in range(frames - 1):
+            out += hls_chunk([PAYLOAD, PAYLOAD], step)
+    return out
+
+
+def hls_seeds():
+    write("hls_writer", "stream-2s-gops", hls_gops(8) + b"\x07")
+    write("hls_writer", "takeover", hls_gops(3) + b"\x05" + hls_gops(3) + b"\x07")
+    audio = b"\x06\x00" + b"".join(hls_chunk([PAT, PMT, PAYLOAD], 21) for _ in range(300))
+    write("hls_writer", "audio-only", audio + b"\x07")
+    backwards = hls_gops(2) + hls_chunk([KEY, PAYLOAD], -5000) + hls_gops(2)
+    write("hls_writer", "time-backwards", backwards)
+    untimed = hls_gops(1) + b"".join(hls_chunk([KEY, PAYLOAD], 0, timed=False) for _ in range(30))
+    write("hls_writer", "untimed-keyframes", untimed + hls_gops(2))
+
+
 def main():
+    hls_seeds()
+    if "--hls" in sys.argv:
+        return
     port = free_port()
     hls = tempfile.mkdtemp()
     ingest = subprocess.Popen(

@@ -2,8 +2,12 @@
 //! each runs the code the server runs on untrusted input, synchronously, without sockets,
 //! threads or GStreamer. Not part of the media core's API.
 
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
 use crate::avc::AvcConfig;
 use crate::flv::{self, AudioTag, VideoTag};
+use crate::hls::{HlsWriter, PLAYLIST};
 use crate::protocol::{Event, Protocol};
 
 /// What a connection does with its input, as [`session`](crate::session) does it: the
@@ -151,6 +155,194 @@ pub fn flv_tags(data: &[u8]) {
     }
 }
 
+/// The segment and playlist writer driven by a publisher-controlled sequence of muxer output:
+/// transport stream chunks of any shape (keyframe flags, PAT/PMT, stray bytes), timestamps that
+/// jump forwards and backwards or are missing, takeovers (discontinuities), audio-only
+/// sessions, and the end. After every step the playlist on disk must be one a player accepts:
+/// consecutive media sequence numbers inside the window, every `EXTINF` within
+/// `EXT-X-TARGETDURATION` (rounded, RFC 8216 §4.3.3.1), every listed segment present, and
+/// nothing after `EXT-X-ENDLIST`.
+///
+/// Each input step is a tag byte and its operands; the input runs out where it runs out.
+pub fn hls_writer(data: &[u8]) {
+    const WINDOW: usize = 4;
+    let dir = fuzz_dir();
+    let mut hls = HlsWriter::create(&dir, WINDOW).expect("the fuzz directory is writable");
+    let mut input = data;
+    let mut pts_ms: u64 = 0;
+    let mut ended = false;
+    let mut checked = None;
+    while let Some((&tag, rest)) = input.split_first() {
+        input = rest;
+        match tag % 8 {
+            // A chunk of well-formed packets: count, then per packet a shape byte; the chunk's
+            // time moves by a signed 16-bit step in milliseconds.
+            0..=3 => {
+                let Some((packets, step, rest)) = take_chunk_header(input) else {
+                    break;
+                };
+                input = rest;
+                let shapes = &input[..packets.min(input.len())];
+                input = &input[shapes.len()..];
+                let chunk: Vec<u8> = shapes.iter().flat_map(|&s| ts_packet(s)).collect();
+                pts_ms = pts_ms.saturating_add_signed(i64::from(step));
+                let pts = (tag % 4 != 3).then(|| Duration::from_millis(pts_ms));
+                hls.write_packets(&chunk, pts)
+                    .expect("writes to the fuzz directory");
+            }
+            // Raw bytes straight from the input, as a chunk of any length.
+            4 => {
+                let Some((&len, rest)) = input.split_first() else {
+                    break;
+                };
+                let raw = &rest[..usize::from(len).min(rest.len())];
+                input = &rest[raw.len()..];
+                hls.write_packets(raw, Some(Duration::from_millis(pts_ms)))
+                    .expect("writes to the fuzz directory");
+            }
+            5 => hls.discontinuity().expect("writes to the fuzz directory"),
+            6 => hls.set_has_video(input.first().is_some_and(|b| b & 1 == 1)),
+            _ => {
+                hls.finish().expect("writes to the fuzz directory");
+                ended = true;
+            }
+        }
+        // The playlist is replaced by a rename whenever it changes: a new inode is a new
+        // playlist (checking each step's unchanged file again would cost most of the run).
+        let written = playlist_version(&dir);
+        if written != checked {
+            check_playlist(&dir, WINDOW, ended);
+            checked = written;
+        }
+    }
+    hls.finish().expect("writes to the fuzz directory");
+    check_playlist(&dir, WINDOW, true);
+}
+
+fn playlist_version(dir: &Path) -> Option<(u64, i64, i64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(dir.join(PLAYLIST)).ok()?;
+    Some((m.ino(), m.mtime(), m.mtime_nsec(), m.size()))
+}
+
+/// One directory per fuzzing process, in memory where the system offers it.
+fn fuzz_dir() -> PathBuf {
+    let base = Path::new("/dev/shm");
+    let base = if base.is_dir() {
+        base.to_owned()
+    } else {
+        std::env::temp_dir()
+    };
+    base.join(format!("siaran-fuzz-hls-{}", std::process::id()))
+}
+
+fn take_chunk_header(input: &[u8]) -> Option<(usize, i16, &[u8])> {
+    let (&count, rest) = input.split_first()?;
+    let (step, rest) = rest.split_first_chunk::<2>()?;
+    Some((usize::from(count % 16) + 1, i16::from_be_bytes(*step), rest))
+}
+
+/// A 188-byte packet whose shape the byte picks: PAT, PMT, a video keyframe start, or payload.
+fn ts_packet(shape: u8) -> Vec<u8> {
+    const VIDEO: u16 = 0x100;
+    const PMT: u16 = 0x1000;
+    let mut p = vec![0xffu8; 188];
+    p[0] = 0x47;
+    let (pid, start, keyframe) = match shape % 4 {
+        0 => (0, true, false),
+        1 => (PMT, true, false),
+        2 => (VIDEO, true, true),
+        _ => (VIDEO, shape & 0x80 != 0, false),
+    };
+    p[1] = (if start { 0x40 } else { 0 }) | (pid >> 8) as u8;
+    p[2] = pid as u8;
+    p[3] = if keyframe { 0x30 } else { 0x10 };
+    if keyframe {
+        p[4] = 7;
+        p[5] = 0x50;
+    }
+    if pid == 0 {
+        // pointer 0, table 0, section length, ts id, version, section numbers, program 1 → PMT.
+        p[4..17].copy_from_slice(&[
+            0,
+            0,
+            0xb0,
+            13,
+            0,
+            1,
+            0xc1,
+            0,
+            0,
+            0,
+            1,
+            0xe0 | (PMT >> 8) as u8,
+            PMT as u8,
+        ]);
+    }
+    p
+}
+
+/// What a player reading the playlist right now relies on.
+fn check_playlist(dir: &Path, window: usize, ended: bool) {
+    let Ok(text) = std::fs::read_to_string(dir.join(PLAYLIST)) else {
+        // Nothing is listed before the first segment closes.
+        return;
+    };
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("#EXTM3U"), "{text}");
+    let mut target = None;
+    let mut sequence = None;
+    let mut segments = 0usize;
+    let mut extinf = None;
+    let mut saw_end = false;
+    for line in lines {
+        assert!(!saw_end, "a line after #EXT-X-ENDLIST:\n{text}");
+        if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
+            target = Some(v.parse::<u64>().expect("an integer target duration"));
+        } else if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+            sequence = Some(v.parse::<u64>().expect("an integer media sequence"));
+        } else if let Some(v) = line.strip_prefix("#EXTINF:") {
+            let seconds: f64 = v.trim_end_matches(',').parse().expect("a decimal duration");
+            let target = target.expect("the target duration precedes the first segment");
+            assert!(
+                seconds.round() as u64 <= target,
+                "EXTINF {seconds} exceeds the target duration {target}:\n{text}"
+            );
+            extinf = Some(seconds);
+        } else if line == "#EXT-X-ENDLIST" {
+            saw_end = true;
+        } else if !line.starts_with('#') {
+            assert!(extinf.take().is_some(), "a URI without EXTINF:\n{text}");
+            let expected =
+                sequence.expect("the media sequence precedes the segments") + segments as u64;
+            assert_eq!(
+                line,
+                format!("{expected}.ts"),
+                "segments out of sequence:\n{text}"
+            );
+            assert!(
+                dir.join(line).is_file(),
+                "listed segment {line} is not on disk:\n{text}"
+            );
+            segments += 1;
+        }
+    }
+    assert!(
+        segments <= window,
+        "{segments} segments listed in a window of {window}"
+    );
+    assert!(
+        segments > 0 || saw_end,
+        "a playlist without segments:\n{text}"
+    );
+    if ended {
+        assert!(
+            saw_end,
+            "the stream ended but the playlist does not say so:\n{text}"
+        );
+    }
+}
+
 /// The stream thread's parsing of media messages, without the pipeline behind it.
 #[derive(Default)]
 struct MediaParser {
@@ -189,9 +381,10 @@ mod tests {
     fn inputs_that_once_crashed_a_fuzz_target_no_longer_do() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
         type Target = fn(&[u8]);
-        let targets: [(&str, Target); 2] = [
+        let targets: [(&str, Target); 3] = [
             ("rtmp_session", super::rtmp_session),
             ("flv_tags", super::flv_tags),
+            ("hls_writer", super::hls_writer),
         ];
         let mut ran = 0;
         for (target, run) in targets {
@@ -208,6 +401,38 @@ mod tests {
             ran > 0,
             "no regression inputs found under {}",
             root.display()
+        );
+    }
+
+    /// The writer's seed corpus (a 2 s GOP stream, a takeover, audio only, time going
+    /// backwards) passes the playlist checks as it is.
+    #[test]
+    fn the_hls_writer_seeds_produce_valid_playlists() {
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/hls_writer");
+        let mut ran = 0;
+        for entry in std::fs::read_dir(&corpus).unwrap() {
+            super::hls_writer(&std::fs::read(entry.unwrap().path()).unwrap());
+            ran += 1;
+        }
+        assert!(ran >= 5, "expected the seeds under {}", corpus.display());
+    }
+
+    /// The playlist checks catch what a player would refuse.
+    #[test]
+    fn the_playlist_checks_refuse_a_segment_longer_than_the_target() {
+        let dir = std::env::temp_dir().join(format!("siaran-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("0.ts"), b"").unwrap();
+        std::fs::write(
+            dir.join(crate::hls::PLAYLIST),
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:2.600,\n0.ts\n",
+        )
+        .unwrap();
+        let refused = std::panic::catch_unwind(|| super::check_playlist(&dir, 4, false));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            refused.is_err(),
+            "a 2.6 s segment under a 2 s target passed"
         );
     }
 }

@@ -378,6 +378,14 @@ impl Payments {
         }
     }
 
+    /// Every status change recorded, oldest first, as (from, to).
+    pub async fn transitions(&self) -> Vec<(String, String)> {
+        sqlx::query_as("SELECT from_status, to_status FROM donation_transitions ORDER BY id")
+            .fetch_all(&self.app.db)
+            .await
+            .expect("reading transitions")
+    }
+
     /// `donation.received` events published on a stream, oldest first.
     pub async fn donation_events(&self, stream_id: Uuid) -> Vec<Value> {
         published_events(&self.app, stream_id)

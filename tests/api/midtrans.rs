@@ -479,13 +479,8 @@ async fn a_refund_moves_a_completed_donation_on_and_never_back(db: PgPool) {
         1,
         "the alert went out once, at completion"
     );
-    let history: Vec<(String, String)> =
-        sqlx::query_as("SELECT from_status, to_status FROM donation_transitions ORDER BY id")
-            .fetch_all(&env.app.db)
-            .await
-            .unwrap();
     assert_eq!(
-        history,
+        env.transitions().await,
         vec![
             ("pending".into(), "completed".into()),
             ("completed".into(), "refunded".into())
@@ -579,13 +574,8 @@ async fn a_partial_refund_is_recorded_as_partial(db: PgPool) {
         .get_json(&format!("/api/donations/{id}"), &cast.streamer)
         .await;
     assert_eq!(seen["donation"]["refunded_amount"], 60_000);
-    let history: Vec<(String, String)> =
-        sqlx::query_as("SELECT from_status, to_status FROM donation_transitions ORDER BY id")
-            .fetch_all(&env.app.db)
-            .await
-            .unwrap();
     assert_eq!(
-        history,
+        env.transitions().await,
         vec![
             ("pending".into(), "completed".into()),
             ("completed".into(), "partially_refunded".into()),

@@ -97,17 +97,7 @@ async fn rotating_the_key_disconnects_the_publisher(db: PgPool) {
     app.post_as("/api/users/me/stream-key", &budi.access_token, &json!({}))
         .await;
 
-    assert!(
-        publisher.exited_within(PATIENCE).await.is_some(),
-        "the publisher is disconnected"
-    );
-    ended(&app, id, Duration::from_secs(10)).await;
-    let mut again = Publisher::start(&url, Source::VideoOnly, 30);
-    let status = again
-        .exited_within(PATIENCE)
-        .await
-        .expect("the old key is refused");
-    assert!(!status.success());
+    disconnected_and_refused(&app, &mut publisher, id, &url).await;
 }
 
 #[sqlx::test(migrator = "siaran::db::MIGRATOR")]
@@ -128,17 +118,7 @@ async fn deactivating_a_live_streamer_disconnects_them_and_refuses_their_key(db:
         .await;
 
     assert_eq!(response.status(), 200);
-    assert!(
-        publisher.exited_within(PATIENCE).await.is_some(),
-        "the publisher is disconnected"
-    );
-    ended(&app, id, Duration::from_secs(10)).await;
-    let mut again = Publisher::start(&url, Source::VideoOnly, 30);
-    let status = again
-        .exited_within(PATIENCE)
-        .await
-        .expect("the key of a deactivated account is refused");
-    assert!(!status.success());
+    disconnected_and_refused(&app, &mut publisher, id, &url).await;
 }
 
 #[sqlx::test(migrator = "siaran::db::MIGRATOR")]
@@ -187,6 +167,21 @@ async fn stopping_through_another_server_disconnects_the_publisher(db: PgPool) {
 
 /// The owner stops the stream through `via`: the publisher, connected to `holder`, is
 /// disconnected, the playlist ends and `stream.ended` is announced once.
+/// The publisher was disconnected, its stream ended, and its key no longer publishes.
+async fn disconnected_and_refused(app: &TestApp, publisher: &mut Publisher, id: Uuid, url: &str) {
+    assert!(
+        publisher.exited_within(PATIENCE).await.is_some(),
+        "the publisher is disconnected"
+    );
+    ended(app, id, Duration::from_secs(10)).await;
+    let mut again = Publisher::start(url, Source::VideoOnly, 30);
+    let status = again
+        .exited_within(PATIENCE)
+        .await
+        .expect("the key is refused");
+    assert!(!status.success());
+}
+
 async fn stop_through(
     holder: &TestApp,
     via: &TestApp,

@@ -152,6 +152,7 @@ async fn deactivate_user(
     refresh::revoke_all_for_user(&mut *tx, id).await?;
     tx.commit().await?;
     tracing::info!(user_id = %id, staff_id = %staff.id, "account deactivated by staff");
+    state.live.close_overlays(id).await;
     Ok(Json(user.into()))
 }
 

@@ -289,6 +289,7 @@ pub(crate) struct Hubs {
     relay: relay::Handle,
     relay_commands: Mutex<Option<mpsc::UnboundedReceiver<relay::Command>>>,
     sockets: Arc<Semaphore>,
+    pub(crate) overlays: super::notices::Overlays,
     pub(crate) shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -309,6 +310,10 @@ impl Hubs {
             relay,
             relay_commands: Mutex::new(Some(commands)),
             sockets: Arc::new(Semaphore::new(config.ws_max_connections)),
+            overlays: super::notices::Overlays::new(
+                config.overlay_max_per_token,
+                config.overlay_max_per_address,
+            ),
             shutdown,
             tasks,
         }
@@ -316,6 +321,10 @@ impl Hubs {
 
     pub(crate) fn instance(&self) -> Uuid {
         self.instance
+    }
+
+    pub(crate) fn relay(&self) -> &relay::Handle {
+        &self.relay
     }
 
     /// The relay's command queue, taken once by the relay task.

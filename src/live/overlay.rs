@@ -403,7 +403,10 @@ impl OverlaySession {
             {
                 return stop;
             }
-            match self.follow(conn, streamer_id, &mut subscription, slot).await {
+            match self
+                .follow(conn, streamer_id, &mut subscription, slot)
+                .await
+            {
                 Detach::StreamEnded => {}
                 Detach::Stop(stop) => return stop,
             }

@@ -35,7 +35,7 @@
 //! reaches sockets once the subscriptions are back. The log is pruned to the last hour, never
 //! below a stream's last 1,000 events ([`Events::prune`]).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sqlx::{PgConnection, PgPool};
@@ -330,7 +330,9 @@ impl Events {
             .map(EventData::data_json)
             .collect::<Result<Vec<_>, _>>()?;
         let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
-        let ts = Utc::now();
+        // PostgreSQL keeps microseconds: an announced message must read exactly as the same
+        // event replayed from the log (hubs compare them to tell a duplicate from a reused id).
+        let ts = Utc::now().trunc_subsecs(6);
         // The data-modifying CTE runs even though the outer query only reads `seq`.
         let before: i64 = sqlx::query_scalar(
             "WITH seq AS (

@@ -33,13 +33,13 @@ async fn went_live(app: &TestApp, stream_id: Uuid) {
             }),
         )
         .await
-        .unwrap();
+        .expect("announcing stream.live");
 }
 
 async fn token_of(app: &TestApp, bearer: &str) -> String {
     new_token(app, bearer).await["token"]
         .as_str()
-        .unwrap()
+        .expect("a token")
         .to_owned()
 }
 

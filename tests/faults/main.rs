@@ -85,7 +85,7 @@ impl Received {
                 if let Message::Text(text) = message
                     && let Ok(value) = serde_json::from_str::<Value>(text.as_str())
                 {
-                    sink.0.lock().unwrap().push(value);
+                    sink.0.lock().expect("the lock").push(value);
                 }
             }
         });
@@ -130,14 +130,14 @@ async fn post_comments(
                 && let Ok(body) = response.json::<Value>().await
                 && let Some(id) = body["id"].as_str().and_then(|s| s.parse::<Uuid>().ok())
             {
-                accepted.lock().unwrap().push(id);
+                accepted.lock().expect("the lock").push(id);
             }
         }));
     }
     for post in posts {
         let _ = post.await;
     }
-    let accepted = accepted.lock().unwrap().clone();
+    let accepted = accepted.lock().expect("the lock").clone();
     (accepted, total)
 }
 
@@ -253,6 +253,89 @@ async fn a_postgres_crash_under_200_comments_a_second_loses_no_answered_comment_
     assert!(
         socket_ids.windows(2).all(|w| w[0] < w[1]),
         "event ids on the socket only grow"
+    );
+}
+
+/// How long Redis stays down: `FAULT_REDIS_OUTAGE_SECS`, 60 by default (the figure).
+fn redis_outage() -> Duration {
+    let secs = std::env::var("FAULT_REDIS_OUTAGE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    Duration::from_secs(secs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn comments_answered_while_redis_is_down_reach_open_sockets_once_it_is_back() {
+    let pg = Postgres::start();
+    let mut redis = Redis::start();
+    let siaran = Siaran::start(&pg, &redis);
+    let base = format!("http://127.0.0.1:{}", siaran.port);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    wait_until_ready(&client, &base).await;
+    let db = pool(&pg).await;
+    let (stream_id, tokens) = live_stream_with_authors(&db, 40).await;
+    let socket = Received::listen(format!(
+        "ws://127.0.0.1:{}/ws/stream/{stream_id}/",
+        siaran.port
+    ))
+    .await;
+    let (before, _) = post_comments(&client, &base, stream_id, &tokens[..20], 20, 1).await;
+
+    // Act: Redis is killed; comments go on at 20/s for 2 s; Redis stays away for the outage.
+    redis.kill();
+    let (during, posted_during) =
+        post_comments(&client, &base, stream_id, &tokens[20..], 20, 2).await;
+    tokio::time::sleep(redis_outage().saturating_sub(Duration::from_secs(2))).await;
+    redis.up();
+    let accepted: Vec<Uuid> = before.iter().chain(&during).copied().collect();
+
+    // Assert: everything accepted reaches the socket, in order, once.
+    let wanted: HashSet<String> = accepted.iter().map(Uuid::to_string).collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let delivered = loop {
+        let delivered: HashSet<String> = socket
+            .of("comment.created")
+            .iter()
+            .filter_map(|m| m["data"]["id"].as_str().map(str::to_owned))
+            .collect();
+        if wanted.is_subset(&delivered) || tokio::time::Instant::now() > deadline {
+            break delivered;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let socket_ids: Vec<u64> = socket
+        .of("comment.created")
+        .iter()
+        .filter_map(|m| m["id"].as_u64())
+        .collect();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM comments WHERE stream_id = $1")
+        .bind(stream_id)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+
+    eprintln!(
+        "answered 201 while Redis was down: {} of {posted_during}; stored: {stored}",
+        during.len()
+    );
+    assert_eq!(
+        during.len(),
+        posted_during,
+        "comments are accepted while Redis is down (rate limits fail open)"
+    );
+    assert_eq!(
+        wanted.difference(&delivered).count(),
+        0,
+        "accepted comments never reached the open socket; server log:\n{}",
+        tail(&siaran.log())
+    );
+    assert!(
+        socket_ids.windows(2).all(|w| w[0] < w[1]),
+        "each event once, in id order: {socket_ids:?}"
     );
 }
 

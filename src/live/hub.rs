@@ -12,9 +12,10 @@
 //! a hub does not take that on trust: were the log ever to go backwards — a database restored
 //! from a backup, a commit lost in a crash — a hub that kept its high-water mark would drop
 //! every new event as a duplicate, silently and for good. So a hub remembers a digest of the
-//! last events it delivered; an "old" id arriving with other content, or a log whose last id
-//! is below what the hub delivered (checked on every resync and sweep), makes it rewind to the
-//! log, tell its sockets to rewind with it ([`FrameKind::Rewind`]), and log it.
+//! last events it delivered; an "old" id arriving with other content that the log confirms, or
+//! a log whose last id is below what the hub delivered (checked on every resync and sweep),
+//! makes it rewind to the log, tell its sockets to rewind with it ([`FrameKind::Rewind`]), and
+//! log it.
 //!
 //! Fan-out is a [`tokio::sync::broadcast`] ring per stream: an event is stored once and each
 //! socket holds only its read position, so an idle socket costs a few bytes here. The ring's
@@ -531,6 +532,8 @@ impl HubTask {
         match self.hub.offer(frame.clone()) {
             Offer::Delivered => self.deliver_early(),
             Offer::Duplicate => {}
+            // Only the log can tell a reissued id from a stray message: rewind if it agrees.
+            Offer::Reused if !self.log_has(&frame).await => {}
             Offer::Reused => {
                 self.hub.rewind_to(
                     frame.id - 1,
@@ -586,6 +589,25 @@ impl HubTask {
                 _ => {}
             }
         });
+    }
+
+    /// Whether the log holds exactly this message under its id.
+    async fn log_has(&self, frame: &Frame) -> bool {
+        let id = frame.id;
+        match self
+            .events
+            .history(self.hub.stream_id, id - 1, Some(id), None, 1)
+            .await
+        {
+            Ok(logged) => logged
+                .first()
+                .is_some_and(|e| e.id == id && e.wire == frame.text.as_str()),
+            Err(e) => {
+                tracing::warn!(stream_id = %self.hub.stream_id, cause = %e,
+                    "cannot read the event log to check a reused id");
+                false
+            }
+        }
     }
 
     /// Rewinds the hub if the log's last id is below what the hub delivered.

@@ -339,6 +339,55 @@ async fn comments_answered_while_redis_is_down_reach_open_sockets_once_it_is_bac
     );
 }
 
+/// Not a fault: how many comments a second the server stores flat out (32 posters, 5 s), to
+/// compare commit settings. `cargo nextest run --test faults --run-ignored only`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a measurement, not a check"]
+async fn comment_throughput_flat_out() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let siaran = Siaran::start(&pg, &redis);
+    let base = format!("http://127.0.0.1:{}", siaran.port);
+    let client = reqwest::Client::new();
+    wait_until_ready(&client, &base).await;
+    let db = pool(&pg).await;
+    // Far more authors than the rate limit needs, so that only the server limits the rate.
+    let (stream_id, tokens) = live_stream_with_authors(&db, 4_000).await;
+    let tokens = Arc::new(tokens);
+    let started = tokio::time::Instant::now();
+    let until = started + Duration::from_secs(5);
+    let mut posters = Vec::new();
+    for p in 0..32 {
+        let (client, base, tokens) = (client.clone(), base.clone(), Arc::clone(&tokens));
+        posters.push(tokio::spawn(async move {
+            let mut ok = 0_usize;
+            let mut n = p;
+            while tokio::time::Instant::now() < until {
+                let response = client
+                    .post(format!("{base}/api/streams/{stream_id}/comments"))
+                    .bearer_auth(&tokens[n % tokens.len()])
+                    .json(&serde_json::json!({ "content": format!("comment {n}") }))
+                    .send()
+                    .await;
+                if response.is_ok_and(|r| r.status() == reqwest::StatusCode::CREATED) {
+                    ok += 1;
+                }
+                n += 32;
+            }
+            ok
+        }));
+    }
+    let mut ok = 0;
+    for poster in posters {
+        ok += poster.await.unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "comments stored flat out: {ok} in {secs:.1} s = {:.0}/s",
+        ok as f64 / secs
+    );
+}
+
 /// Stops PostgreSQL with `-m immediate`, waits a second, starts it (through crash recovery).
 async fn crash_and_restart(pg: &Postgres) {
     pg.crash();

@@ -95,7 +95,7 @@ impl Received {
     fn of(&self, kind: &str) -> Vec<Value> {
         self.0
             .lock()
-            .unwrap()
+            .expect("the lock")
             .iter()
             .filter(|m| m["type"] == kind)
             .cloned()

@@ -348,7 +348,10 @@ impl OverlaySession {
         // point) from now. Streams found later went live while this socket was open, so all
         // their donations are new to it.
         let mut resume = params.stream_id.zip(params.last_event_id);
-        let mut from_now = resume.is_none();
+        // Only a stream live before `overlay.ready` starts from now; one found afterwards went
+        // live while the socket was open, and a donation made before this socket has joined its
+        // hub must still be shown.
+        let mut from_now = resume.is_none() && attached.is_some();
         loop {
             let mut subscription = match attached.take() {
                 Some(subscription) => subscription,

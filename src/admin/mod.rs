@@ -158,6 +158,7 @@ async fn deactivate_user(
     crate::streams::lifecycle::end_streams_of(&state, id).await?;
     crate::donations::service::expire_pending_transfers_to(&state, id).await?;
     tracing::info!(user_id = %id, staff_id = %staff.id, "account deactivated by staff");
+    state.live.close_overlays(id).await;
     Ok(Json(user.into()))
 }
 

@@ -18,7 +18,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::LiveConfig;
-use super::hub::Frame;
+use super::hub::{Frame, FrameKind};
 use super::protocol::{Control, MAX_CLIENT_FRAME, SocketError};
 
 /// How long a goodbye (close frame, last error) may take before the socket is simply dropped.
@@ -213,6 +213,11 @@ impl Connection {
         frame: Frame,
         wanted: impl Fn(&Frame) -> bool,
     ) -> Result<(), Stop> {
+        if frame.kind == FrameKind::Rewind {
+            // The stream's log went backwards (see `hub`): what follows reuses ids.
+            self.position = self.position.min(frame.id);
+            return Ok(());
+        }
         if frame.id <= self.position {
             return Ok(());
         }

@@ -35,7 +35,7 @@
 //! reaches sockets once the subscriptions are back. The log is pruned to the last hour, never
 //! below a stream's last 1,000 events ([`Events::prune`]).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sqlx::{PgConnection, PgPool};
@@ -330,7 +330,9 @@ impl Events {
             .map(EventData::data_json)
             .collect::<Result<Vec<_>, _>>()?;
         let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
-        let ts = Utc::now();
+        // PostgreSQL keeps microseconds: an announced message must read exactly as the same
+        // event replayed from the log (hubs compare them to tell a duplicate from a reused id).
+        let ts = Utc::now().trunc_subsecs(6);
         // The data-modifying CTE runs even though the outer query only reads `seq`.
         let before: i64 = sqlx::query_scalar(
             "WITH seq AS (
@@ -395,6 +397,7 @@ impl Events {
             pipe.query_async(&mut conn).await
         }
         .await;
+        self.notify_overlays(recorded).await;
         for event in recorded {
             metrics::counter!("live_events_published_total", "type" => event.envelope.event.kind())
                 .increment(1);
@@ -408,6 +411,57 @@ impl Events {
                 "could not announce events on Redis; processes will read them from the log when Redis is back"
             );
         }
+    }
+
+    /// Tells the streamer's overlays (in every process) that a stream went live or ended, so
+    /// that none of them has to poll for it ([`super::notices`]).
+    async fn notify_overlays(&self, recorded: &[Recorded]) {
+        for event in recorded {
+            let stream_id = event.envelope.stream_id;
+            let notice = match event.envelope.event {
+                EventData::StreamLive(_) => super::notices::Notice::Live(stream_id),
+                EventData::StreamEnded(_) => super::notices::Notice::Ended(stream_id),
+                _ => continue,
+            };
+            let streamer: sqlx::Result<Option<Uuid>> =
+                sqlx::query_scalar("SELECT streamer_id FROM streams WHERE id = $1")
+                    .bind(stream_id)
+                    .fetch_optional(&self.db)
+                    .await;
+            match streamer {
+                Ok(Some(streamer_id)) => self.announce_overlay_notice(streamer_id, notice).await,
+                Ok(None) => {}
+                Err(e) => tracing::warn!(%stream_id, cause = %e,
+                    "cannot tell overlays of the stream's change; they learn it on their next check"),
+            }
+        }
+    }
+
+    /// Publishes a notice to a streamer's overlays in every process.
+    pub(crate) async fn announce_overlay_notice(
+        &self,
+        streamer_id: Uuid,
+        notice: super::notices::Notice,
+    ) {
+        let text = super::notices::Wire::encode(streamer_id, notice);
+        let result: redis::RedisResult<()> = async {
+            let mut conn = self.redis.conn().await?;
+            redis::cmd("PUBLISH")
+                .arg(self.overlay_channel())
+                .arg(text)
+                .query_async(&mut conn)
+                .await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(%streamer_id, cause = %e,
+                "could not announce an overlay notice; overlays check when Redis is back");
+        }
+    }
+
+    /// The Redis pub/sub channel of overlay notices (one for all streamers).
+    pub(crate) fn overlay_channel(&self) -> String {
+        self.redis.key("overlay-notices")
     }
 
     /// The Redis pub/sub channel of a stream's events.

@@ -8,12 +8,22 @@
 //! every hub to catch up the same way, and a slow sweep covers announcements lost with their
 //! publisher. Sockets therefore see each event once, in order, whatever happened to Redis.
 //!
+//! Ids are never issued twice (every transaction that issues them commits synchronously), but
+//! a hub does not take that on trust: were the log ever to go backwards — a database restored
+//! from a backup, a commit lost in a crash — a hub that kept its high-water mark would drop
+//! every new event as a duplicate, silently and for good. So a hub remembers a digest of the
+//! last events it delivered; an "old" id arriving with other content that the log confirms, or
+//! a log whose last id is below what the hub delivered (checked on every resync and sweep),
+//! makes it rewind to the log, tell its sockets to rewind with it ([`FrameKind::Rewind`]), and
+//! log it.
+//!
 //! Fan-out is a [`tokio::sync::broadcast`] ring per stream: an event is stored once and each
 //! socket holds only its read position, so an idle socket costs a few bytes here. The ring's
 //! length is how far a socket may fall behind ([`super::LiveConfig::ws_max_lag`]); a socket that
 //! falls further is told and disconnected by [`super::connection`], without slowing the others.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -42,6 +52,8 @@ const INBOX: usize = 1024;
 const GAP_GRACE: Duration = Duration::from_millis(25);
 /// Most events kept waiting for a missing one.
 const MAX_EARLY: usize = 256;
+/// Delivered events whose digest a hub keeps, to tell a duplicate from a reused id.
+const RECENT: usize = 64;
 /// How long a socket waits for a new hub to learn where the stream's log stands.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -52,6 +64,9 @@ pub(crate) enum FrameKind {
     StreamEnded,
     ViewersCount(u64),
     Other,
+    /// Not an event and never sent: the log went backwards, and sockets move their position
+    /// back to this frame's id so that the events issued from there on reach them.
+    Rewind,
 }
 
 /// An event as sent to sockets: its id and the exact text of the message.
@@ -129,6 +144,14 @@ struct HubState {
     last_id: u64,
     /// The last `viewers.count` seen, for new sockets' `ready` message.
     viewer_count: Option<u64>,
+    /// `(id, digest of the message)` of the last [`RECENT`] events delivered.
+    recent: VecDeque<(u64, u64)>,
+}
+
+fn digest(text: &str) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// What became of an event offered to the hub.
@@ -136,6 +159,8 @@ struct HubState {
 enum Offer {
     Delivered,
     Duplicate,
+    /// An id already delivered, with other content: the log has issued it again.
+    Reused,
     /// Events between the last delivered one and this are missing.
     Gap,
 }
@@ -144,12 +169,22 @@ impl Hub {
     fn offer(&self, frame: Frame) -> Offer {
         let mut state = self.state.lock();
         if frame.id <= state.last_id {
-            return Offer::Duplicate;
+            let seen = state.recent.iter().find(|(id, _)| *id == frame.id);
+            return match seen {
+                Some(&(_, known)) if known != digest(frame.text.as_str()) => Offer::Reused,
+                _ => Offer::Duplicate,
+            };
         }
         if frame.id != state.last_id + 1 {
             return Offer::Gap;
         }
         state.last_id = frame.id;
+        if state.recent.len() == RECENT {
+            state.recent.pop_front();
+        }
+        state
+            .recent
+            .push_back((frame.id, digest(frame.text.as_str())));
         if let FrameKind::ViewersCount(count) = frame.kind {
             state.viewer_count = Some(count);
         }
@@ -170,6 +205,25 @@ impl Hub {
 
     fn last_id(&self) -> u64 {
         self.state.lock().last_id
+    }
+
+    /// Moves back to `id` after the log went backwards, and tells every socket to move back
+    /// too. Events after `id` are then read from the log as if missed.
+    fn rewind_to(&self, id: u64, why: &'static str) {
+        let mut state = self.state.lock();
+        if id >= state.last_id {
+            return;
+        }
+        tracing::error!(stream_id = %self.stream_id, delivered = state.last_id, log = id, why,
+            "the stream's event ids went backwards; rewinding to the log so that new events are delivered");
+        metrics::counter!("live_event_rewinds_total").increment(1);
+        state.last_id = id;
+        state.recent.clear();
+        let _ = self.sender.send(Frame {
+            id,
+            kind: FrameKind::Rewind,
+            text: Utf8Bytes::from_static(""),
+        });
     }
 
     /// The latest `viewers.count` this process delivered, if any.
@@ -236,6 +290,7 @@ pub(crate) struct Hubs {
     relay: relay::Handle,
     relay_commands: Mutex<Option<mpsc::UnboundedReceiver<relay::Command>>>,
     sockets: Arc<Semaphore>,
+    pub(crate) overlays: super::notices::Overlays,
     pub(crate) shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -256,6 +311,10 @@ impl Hubs {
             relay,
             relay_commands: Mutex::new(Some(commands)),
             sockets: Arc::new(Semaphore::new(config.ws_max_connections)),
+            overlays: super::notices::Overlays::new(
+                config.overlay_max_per_token,
+                config.overlay_max_per_address,
+            ),
             shutdown,
             tasks,
         }
@@ -263,6 +322,10 @@ impl Hubs {
 
     pub(crate) fn instance(&self) -> Uuid {
         self.instance
+    }
+
+    pub(crate) fn relay(&self) -> &relay::Handle {
+        &self.relay
     }
 
     /// The relay's command queue, taken once by the relay task.
@@ -409,7 +472,14 @@ impl HubTask {
                 () = self.shutdown.cancelled() => break,
                 inbound = self.inbox.recv() => match inbound {
                     Some(Inbound::Frame(frame)) => self.receive(frame).await,
-                    Some(Inbound::Resync) => self.catch_up().await,
+                    Some(Inbound::Resync) => {
+                        self.check_log_not_behind().await;
+                        self.catch_up().await;
+                    }
+                    Some(Inbound::Rewound) => {
+                        self.check_log_not_behind().await;
+                        self.catch_up().await;
+                    }
                     // The relay is gone: the server is stopping.
                     None => break,
                 },
@@ -462,6 +532,17 @@ impl HubTask {
         match self.hub.offer(frame.clone()) {
             Offer::Delivered => self.deliver_early(),
             Offer::Duplicate => {}
+            // Only the log can tell a reissued id from a stray message: rewind if it agrees.
+            Offer::Reused if !self.log_has(&frame).await => {}
+            Offer::Reused => {
+                self.hub.rewind_to(
+                    frame.id - 1,
+                    "an id already delivered came with other content",
+                );
+                self.early.clear();
+                self.gap_deadline = None;
+                self.catch_up().await;
+            }
             Offer::Gap if self.early.len() >= MAX_EARLY => self.catch_up().await,
             Offer::Gap => {
                 self.early.insert(frame.id, frame);
@@ -498,14 +579,52 @@ impl HubTask {
             return;
         };
         tokio::spawn(async move {
-            if events
-                .last_id(stream_id)
-                .await
-                .is_ok_and(|last| last > delivered)
-            {
-                let _ = inbox.try_send(Inbound::Resync);
+            match events.last_id(stream_id).await {
+                Ok(last) if last > delivered => {
+                    let _ = inbox.try_send(Inbound::Resync);
+                }
+                Ok(last) if last < delivered => {
+                    let _ = inbox.try_send(Inbound::Rewound);
+                }
+                _ => {}
             }
         });
+    }
+
+    /// Whether the log holds exactly this message under its id.
+    async fn log_has(&self, frame: &Frame) -> bool {
+        let id = frame.id;
+        match self
+            .events
+            .history(self.hub.stream_id, id - 1, Some(id), None, 1)
+            .await
+        {
+            Ok(logged) => logged
+                .first()
+                .is_some_and(|e| e.id == id && e.wire == frame.text.as_str()),
+            Err(e) => {
+                tracing::warn!(stream_id = %self.hub.stream_id, cause = %e,
+                    "cannot read the event log to check a reused id");
+                false
+            }
+        }
+    }
+
+    /// Rewinds the hub if the log's last id is below what the hub delivered.
+    async fn check_log_not_behind(&mut self) {
+        match self.events.last_id(self.hub.stream_id).await {
+            Ok(last) if last < self.hub.last_id() => {
+                self.hub
+                    .rewind_to(last, "the log's last id is below the last delivered");
+                self.early.clear();
+                self.gap_deadline = None;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(stream_id = %self.hub.stream_id, cause = %e,
+                    "cannot read where the stream's event log stands");
+            }
+        }
     }
 
     /// Delivers every logged event after the last delivered one.
@@ -580,5 +699,69 @@ async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub() -> Hub {
+        let (sender, _) = broadcast::channel(16);
+        let (ready, _) = watch::channel(true);
+        Hub {
+            stream_id: Uuid::nil(),
+            sender,
+            state: Mutex::new(HubState::default()),
+            ready,
+            listeners: AtomicUsize::new(0),
+            viewers: AtomicUsize::new(0),
+        }
+    }
+
+    fn frame(id: u64, content: &str) -> Frame {
+        Frame::parse(format!(
+            r#"{{"type":"comment.created","id":{id},"data":{{"content":"{content}"}}}}"#
+        ))
+        .expect("a frame")
+    }
+
+    #[test]
+    fn an_id_delivered_again_with_the_same_content_is_a_duplicate() {
+        let hub = hub();
+        assert_eq!(hub.offer(frame(1, "a")), Offer::Delivered);
+        assert_eq!(hub.offer(frame(1, "a")), Offer::Duplicate);
+    }
+
+    #[test]
+    fn an_id_delivered_again_with_other_content_is_reused() {
+        let hub = hub();
+        assert_eq!(hub.offer(frame(1, "a")), Offer::Delivered);
+        assert_eq!(hub.offer(frame(2, "b")), Offer::Delivered);
+        assert_eq!(hub.offer(frame(2, "c")), Offer::Reused);
+    }
+
+    #[test]
+    fn a_rewound_hub_delivers_the_reissued_ids_and_tells_its_sockets() {
+        let hub = hub();
+        let mut socket = hub.sender.subscribe();
+        for id in 1..=3 {
+            hub.offer(frame(id, "old"));
+        }
+        hub.rewind_to(1, "test");
+        assert_eq!(hub.offer(frame(2, "new")), Offer::Delivered);
+        let kinds: Vec<(u64, FrameKind)> = std::iter::from_fn(|| socket.try_recv().ok())
+            .map(|f| (f.id, f.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (1, FrameKind::Other),
+                (2, FrameKind::Other),
+                (3, FrameKind::Other),
+                (1, FrameKind::Rewind),
+                (2, FrameKind::Other),
+            ]
+        );
     }
 }

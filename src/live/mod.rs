@@ -8,11 +8,13 @@
 //!   and fans them out in memory.
 //! - [`socket`]: the `/ws/stream/{id}/` protocol; [`overlay`]: overlay tokens and
 //!   `/ws/overlay/{token}`; [`connection`]: what both sockets share (heartbeats, slow clients).
+//! - [`notices`]: what overlays learn about their streamer (live, ended, token replaced), pushed.
 //! - [`viewers`]: open sockets per stream across processes, published as `viewers.count`.
 
 pub mod connection;
 pub mod events;
 pub mod hub;
+pub mod notices;
 pub mod overlay;
 pub mod protocol;
 pub mod relay;
@@ -69,6 +71,24 @@ pub struct LiveConfig {
         default_value_t = 5
     )]
     pub viewers_interval_secs: u64,
+
+    /// Most overlay sockets one overlay token may have open in this process; more get 429
+    /// `too_many_overlays`.
+    #[arg(
+        long = "overlay-max-per-token",
+        env = "SIARAN_OVERLAY_MAX_PER_TOKEN",
+        default_value_t = 16
+    )]
+    pub overlay_max_per_token: usize,
+
+    /// Most overlay sockets one client address may have open in this process; more get 429
+    /// `too_many_overlays`.
+    #[arg(
+        long = "overlay-max-per-address",
+        env = "SIARAN_OVERLAY_MAX_PER_ADDRESS",
+        default_value_t = 64
+    )]
+    pub overlay_max_per_address: usize,
 }
 
 impl LiveConfig {
@@ -119,6 +139,19 @@ impl Live {
 
     pub(crate) fn hubs(&self) -> &hub::Hubs {
         &self.inner
+    }
+
+    /// Closes the overlay sockets of a streamer whose token no longer holds (replaced, or the
+    /// streamer deactivated), in every process: each checks its token and closes if it is not
+    /// valid any more. Call it after the change has committed.
+    pub async fn close_overlays(&self, streamer_id: Uuid) {
+        self.inner
+            .overlays
+            .notify(streamer_id, notices::Notice::Revoked);
+        self.inner
+            .events
+            .announce_overlay_notice(streamer_id, notices::Notice::Revoked)
+            .await;
     }
 
     /// This process's identity in shared viewer counts.

@@ -9,6 +9,12 @@
 //! donations, and moves on to the next stream after `stream.ended`. Messages are the stream's
 //! event envelopes, which carry `stream_id`; a reconnecting overlay passes the `stream_id` and
 //! `last_event_id` it last saw and gets the donations it missed.
+//!
+//! Nothing here polls: the socket learns that a stream went live or ended, or that its token
+//! was replaced, from pushed notices ([`super::notices`]), so an idle overlay costs no query.
+//! A token may have [`super::LiveConfig::overlay_max_per_token`] sockets open per process and
+//! an address [`super::LiveConfig::overlay_max_per_address`]; more are refused before the
+//! upgrade with 429 `too_many_overlays`.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -31,20 +37,22 @@ use uuid::Uuid;
 
 use super::connection::{Connection, Next, SocketMetrics, Stop, configure};
 use super::hub::{Audience, FrameKind, Subscription};
+use super::notices::{CapExceeded, Notice, Slot};
 use super::protocol::{
     ClientMessage, Control, OverlayReady, Pong, SocketError, parse_client_message,
 };
 use super::socket::{admit, replay, websocket_required};
 use crate::auth::AuthUser;
 use crate::error::{AppError, AppResult, Problem};
-use crate::http::extract::{Json, Path, Query};
+use crate::http::extract::{ClientIp, Json, Path, Query};
 use crate::state::AppState;
 use crate::users::model::PublicUser;
 
 const PREFIX: &str = "sov_";
-/// How often a waiting overlay looks for a live stream, and an attached one checks that its
-/// stream is still live and its token still valid.
-const POLL_EVERY: Duration = Duration::from_secs(2);
+/// How long a socket waits before trying again to follow a stream whose hub could not start.
+const RETRY_ATTACH: Duration = Duration::from_secs(2);
+/// What a refused overlay is told to wait before retrying.
+const CAP_RETRY_AFTER: Duration = Duration::from_secs(10);
 const DONATION: &str = "donation.received";
 
 /// The request path as logs may show it: overlay tokens (`/ws/overlay/{token}` and the page
@@ -134,6 +142,8 @@ pub(crate) async fn create_token(
     .fetch_one(&state.db)
     .await?;
     tracing::info!(user_id = %user.id, "overlay token created");
+    // Sockets on the replaced token close; those on the new one (none yet) would stay.
+    state.live.close_overlays(user.id).await;
     let body = OverlayToken {
         overlay_url: format!("{}/overlay/{token}", state.config.public_base()),
         socket_path: format!("/ws/overlay/{token}"),
@@ -227,18 +237,45 @@ pub struct OverlayParams {
         (status = 101, description = "Switching to WebSocket; messages are `Envelope` (donations) and `Control`"),
         (status = 426, description = "Not a WebSocket request (`websocket_required`)", body = Problem,
             content_type = "application/problem+json"),
+        (status = 429, description = "The token or the address has as many overlay sockets open as allowed (`too_many_overlays`)",
+            body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Too many open sockets", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn overlay_socket(
     State(state): State<AppState>,
     Path(token): Path<String>,
     Query(params): Query<OverlayParams>,
+    ClientIp(address): ClientIp,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> AppResult<Response> {
     let upgrade = upgrade.map_err(|e| websocket_required(&e))?;
     let permit = admit(&state)?;
     let token_hash = hash(&token);
     let streamer = owner(&state.db, &token_hash).await?;
+    // The slot (and with it the notices) exists before the first look at the live stream, so
+    // a stream going live in between is not missed.
+    let hubs = state.live.hubs();
+    let slot = hubs
+        .overlays
+        .admit(
+            token_hash.clone(),
+            address,
+            streamer.as_ref().map(|s| s.id),
+            hubs.relay(),
+            &state.events.overlay_channel(),
+        )
+        .map_err(|cap| AppError::TooManyRequests {
+            code: "too_many_overlays",
+            detail: Cow::Borrowed(match cap {
+                CapExceeded::Token => {
+                    "This overlay link has as many overlays open as allowed; close one first."
+                }
+                CapExceeded::Address => {
+                    "This address has as many overlays open as allowed; close one first."
+                }
+            }),
+            retry_after: CAP_RETRY_AFTER,
+        })?;
     let tasks = state.tasks.clone();
     Ok(configure(upgrade).on_upgrade(move |socket| {
         let session = OverlaySession {
@@ -246,7 +283,7 @@ pub(crate) async fn overlay_socket(
             token_hash,
             _permit: permit,
         };
-        tasks.track_future(session.run(socket, streamer, params))
+        tasks.track_future(session.run(socket, streamer, params, slot))
     }))
 }
 
@@ -264,12 +301,18 @@ enum Detach {
 }
 
 impl OverlaySession {
-    async fn run(self, socket: WebSocket, streamer: Option<PublicUser>, params: OverlayParams) {
+    async fn run(
+        self,
+        socket: WebSocket,
+        streamer: Option<PublicUser>,
+        params: OverlayParams,
+        mut slot: Slot,
+    ) {
         let metrics = SocketMetrics::open("overlay");
         let config = &self.state.live.hubs().config;
         let mut conn = Connection::new(socket, config, 0, &self.state.shutdown);
         let stop = match streamer {
-            Some(streamer) => self.serve(&mut conn, streamer, params).await,
+            Some(streamer) => self.serve(&mut conn, streamer, params, &mut slot).await,
             None => {
                 refuse(&mut conn).await;
                 Stop::ClientLeft
@@ -284,6 +327,7 @@ impl OverlaySession {
         conn: &mut Connection,
         streamer: PublicUser,
         params: OverlayParams,
+        slot: &mut Slot,
     ) -> Stop {
         let streamer_id = streamer.id;
         // Attach to the live stream before saying ready, so that every donation after
@@ -304,12 +348,15 @@ impl OverlaySession {
         // point) from now. Streams found later went live while this socket was open, so all
         // their donations are new to it.
         let mut resume = params.stream_id.zip(params.last_event_id);
-        let mut from_now = resume.is_none();
+        // Only a stream live before `overlay.ready` starts from now; one found afterwards went
+        // live while the socket was open, and a donation made before this socket has joined its
+        // hub must still be shown.
+        let mut from_now = resume.is_none() && attached.is_some();
         loop {
             let mut subscription = match attached.take() {
                 Some(subscription) => subscription,
                 None => {
-                    let stream_id = match self.wait_for_live_stream(conn, streamer_id).await {
+                    let stream_id = match self.wait_for_live_stream(conn, streamer_id, slot).await {
                         Ok(stream_id) => stream_id,
                         Err(stop) => return stop,
                     };
@@ -359,7 +406,10 @@ impl OverlaySession {
             {
                 return stop;
             }
-            match self.follow(conn, streamer_id, &mut subscription).await {
+            match self
+                .follow(conn, streamer_id, &mut subscription, slot)
+                .await
+            {
                 Detach::StreamEnded => {}
                 Detach::Stop(stop) => return stop,
             }
@@ -389,10 +439,9 @@ impl OverlaySession {
         conn: &mut Connection,
         streamer_id: Uuid,
         subscription: &mut Subscription,
+        slot: &mut Slot,
     ) -> Detach {
         let stream_id = subscription.hub.stream_id;
-        let mut poll = tokio::time::interval(POLL_EVERY);
-        poll.reset();
         loop {
             let mut ended = false;
             let result = tokio::select! {
@@ -409,10 +458,17 @@ impl OverlaySession {
                     }
                     Next::Client(message) => answer(conn, &message).await,
                 },
-                _ = poll.tick() => match self.check(conn, streamer_id).await {
-                    Ok(Some(live)) if live == stream_id => Ok(()),
-                    Ok(_) => return Detach::StreamEnded,
-                    Err(stop) => Err(stop),
+                notice = slot.next() => match notice {
+                    Notice::Ended(id) if id == stream_id => return Detach::StreamEnded,
+                    // Another of the streamer's streams went live: follow the newest.
+                    Notice::Live(id) if id != stream_id => return Detach::StreamEnded,
+                    Notice::Live(_) | Notice::Ended(_) => Ok(()),
+                    Notice::Revoked => self.check_token(conn, streamer_id).await,
+                    Notice::Recheck => match self.check(conn, streamer_id).await {
+                        Ok(Some(live)) if live == stream_id => Ok(()),
+                        Ok(_) => return Detach::StreamEnded,
+                        Err(stop) => Err(stop),
+                    },
                 },
             };
             if let Err(stop) = result {
@@ -424,23 +480,40 @@ impl OverlaySession {
         }
     }
 
-    /// Waits until one of the streamer's streams is live.
+    /// Waits until one of the streamer's streams is live: looks once, then waits for notices.
     async fn wait_for_live_stream(
         &self,
         conn: &mut Connection,
         streamer_id: Uuid,
+        slot: &mut Slot,
     ) -> Result<Uuid, Stop> {
+        if let Some(stream_id) = self.check(conn, streamer_id).await? {
+            return Ok(stream_id);
+        }
         loop {
-            if let Some(stream_id) = self.check(conn, streamer_id).await? {
-                return Ok(stream_id);
+            tokio::select! {
+                next = conn.next(None) => match next {
+                    Next::Stop(stop) => return Err(stop),
+                    Next::Client(message) => answer(conn, &message).await?,
+                    Next::Event(_) => {}
+                },
+                notice = slot.next() => match notice {
+                    Notice::Live(stream_id) => return Ok(stream_id),
+                    Notice::Ended(_) => {}
+                    Notice::Revoked => self.check_token(conn, streamer_id).await?,
+                    Notice::Recheck => {
+                        if let Some(stream_id) = self.check(conn, streamer_id).await? {
+                            return Ok(stream_id);
+                        }
+                    }
+                },
             }
-            self.pause(conn).await?;
         }
     }
 
-    /// Keeps the socket alive (heartbeats, pings) for one poll interval.
+    /// Keeps the socket alive (heartbeats, pings) for a moment before attaching again.
     async fn pause(&self, conn: &mut Connection) -> Result<(), Stop> {
-        let wake = tokio::time::sleep(POLL_EVERY);
+        let wake = tokio::time::sleep(RETRY_ATTACH);
         tokio::pin!(wake);
         loop {
             tokio::select! {
@@ -454,20 +527,26 @@ impl OverlaySession {
         }
     }
 
-    /// Checks that the token is still the streamer's (closing the socket if not) and returns
-    /// the streamer's live stream. A database hiccup changes nothing.
-    async fn check(&self, conn: &mut Connection, streamer_id: Uuid) -> Result<Option<Uuid>, Stop> {
+    /// Closes the socket if its token is no longer the streamer's. A database hiccup changes
+    /// nothing.
+    async fn check_token(&self, conn: &mut Connection, streamer_id: Uuid) -> Result<(), Stop> {
         match owner(&self.state.db, &self.token_hash).await {
-            Ok(Some(user)) if user.id == streamer_id => {}
+            Ok(Some(user)) if user.id == streamer_id => Ok(()),
             Ok(_) => {
                 refuse(conn).await;
-                return Err(Stop::ClientLeft);
+                Err(Stop::ClientLeft)
             }
             Err(e) => {
                 tracing::warn!(cause = %e, "cannot check an overlay token");
-                return Ok(None);
+                Ok(())
             }
         }
+    }
+
+    /// Checks that the token is still the streamer's (closing the socket if not) and returns
+    /// the streamer's live stream. A database hiccup changes nothing.
+    async fn check(&self, conn: &mut Connection, streamer_id: Uuid) -> Result<Option<Uuid>, Stop> {
+        self.check_token(conn, streamer_id).await?;
         match live_stream(&self.state.db, streamer_id).await {
             Ok(live) => Ok(live),
             Err(e) => {

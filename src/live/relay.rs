@@ -30,6 +30,8 @@ pub(crate) enum Inbound {
     Frame(Frame),
     /// The subscription was (re)established: read the log for anything newer.
     Resync,
+    /// The hub's sweep found the log behind what the hub delivered: rewind to it.
+    Rewound,
 }
 
 /// Requests to the relay.

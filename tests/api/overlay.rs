@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use siaran::live::events::{DonationReceived, EventData, StreamEnded};
+use siaran::live::events::{DonationReceived, EventData, StreamEnded, StreamLive};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -19,6 +19,28 @@ fn donation(amount: i64) -> EventData {
         donor_name: "Anonymous".into(),
         payment_method: "bank_transfer".into(),
     })
+}
+
+/// Announces that a stream went live, as the media bridge does.
+async fn went_live(app: &TestApp, stream_id: Uuid) {
+    app.state
+        .events
+        .publish(
+            stream_id,
+            EventData::StreamLive(StreamLive {
+                stream_id,
+                started_at: chrono::Utc::now(),
+            }),
+        )
+        .await
+        .expect("announcing stream.live");
+}
+
+async fn token_of(app: &TestApp, bearer: &str) -> String {
+    new_token(app, bearer).await["token"]
+        .as_str()
+        .expect("a token")
+        .to_owned()
 }
 
 async fn new_token(app: &TestApp, bearer: &str) -> Value {
@@ -169,6 +191,7 @@ async fn the_overlay_follows_the_streamer_to_the_next_stream(db: PgPool) {
         .await
         .unwrap();
     let second = create_stream(&app.db, streamer, true).await;
+    went_live(&app, second).await;
     // Donated before the overlay has found the new stream: still shown, from the log.
     app.state
         .events
@@ -263,6 +286,104 @@ async fn unknown_and_replaced_tokens_are_refused(db: PgPool) {
     assert_eq!(unknown_ending, Ending::Closed(1008));
     assert_eq!(rotated_ending, Ending::Closed(1008));
     assert_eq!(fresh.next_json().await["type"], "overlay.ready");
+}
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn an_overlay_opened_before_the_stream_goes_live_shows_its_donations(db: PgPool) {
+    // The overlay learns of the stream from the pushed notice: nothing polls any more, so
+    // without the notice this socket would wait forever.
+    let app = TestApp::spawn(db).await;
+    let (streamer, bearer) = quick_user(&app.db, "andi").await;
+    let stream_id = create_stream(&app.db, streamer, false).await;
+    let token = token_of(&app, &bearer).await;
+    let mut overlay = Ws::connect(app.addr, &format!("/ws/overlay/{token}")).await;
+    let ready = overlay.next_json().await;
+
+    set_live(&app.db, stream_id, true).await;
+    went_live(&app, stream_id).await;
+    app.state
+        .events
+        .publish(stream_id, donation(25_000))
+        .await
+        .unwrap();
+    let alert = overlay.next_not_count().await;
+
+    assert_eq!(ready["type"], "overlay.ready");
+    assert_eq!(ready["data"]["stream_id"], Value::Null);
+    assert_eq!(alert["type"], "donation.received");
+    assert_eq!(alert["stream_id"], stream_id.to_string());
+    assert_eq!(alert["data"]["amount"], 25_000);
+}
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn a_token_with_as_many_overlays_as_allowed_refuses_the_next(db: PgPool) {
+    let app = TestApp::spawn_with(db, |c| c.live.overlay_max_per_token = 2).await;
+    let (streamer, bearer) = quick_user(&app.db, "andi").await;
+    create_stream(&app.db, streamer, false).await;
+    let token = token_of(&app, &bearer).await;
+    let path = format!("/ws/overlay/{token}");
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut overlay = Ws::connect(app.addr, &path).await;
+        overlay.next_json().await;
+        open.push(overlay);
+    }
+
+    let refused = Ws::try_connect(app.addr, &path).await;
+    let third_after_one_closed = {
+        drop(open.pop());
+        // The closed socket's slot is given back when the server notices the close.
+        let mut tries = 0;
+        loop {
+            match Ws::try_connect(app.addr, &path).await {
+                Ok(ws) => break ws,
+                Err(_) if tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("the freed slot was never given back: {e}"),
+            }
+        }
+    };
+
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429);
+            let body = String::from_utf8(response.body().clone().unwrap_or_default()).unwrap();
+            assert!(body.contains("too_many_overlays"), "{body}");
+        }
+        Err(e) => panic!("refused with something other than 429: {e}"),
+        Ok(_) => panic!("a third overlay on a token capped at two was accepted"),
+    }
+    drop(third_after_one_closed);
+}
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn deactivating_a_streamer_closes_their_overlays(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let (streamer, bearer) = quick_user(&app.db, "andi").await;
+    create_stream(&app.db, streamer, true).await;
+    let token = token_of(&app, &bearer).await;
+    let mut overlay = Ws::connect(app.addr, &format!("/ws/overlay/{token}")).await;
+    overlay.next_json().await;
+    let (staff, staff_bearer) = quick_user(&app.db, "admin").await;
+    app.make_staff(staff).await;
+
+    let response = app
+        .post_as(
+            &format!("/api/admin/users/{streamer}/deactivate"),
+            &staff_bearer,
+            &serde_json::json!({}),
+        )
+        .await;
+    let (seen, ending) = overlay.until_end().await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        seen.last().expect("an error before closing")["data"]["code"],
+        "invalid_overlay_token"
+    );
+    assert_eq!(ending, Ending::Closed(1008));
 }
 
 #[test]

@@ -61,6 +61,7 @@ pub(super) fn streamer_received(
             id = donation.id,
             link = escape(&link),
         ),
+        message_id: None,
     }
 }
 
@@ -110,6 +111,7 @@ pub(super) fn donor_receipt(
             order = donation.transaction_id,
             link = escape(&link),
         ),
+        message_id: None,
     }
 }
 
@@ -174,5 +176,6 @@ pub(super) fn donor_transfer_ended(
             title = escape(&parties.stream_title),
             link = escape(&link),
         ),
+        message_id: None,
     }
 }

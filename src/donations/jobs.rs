@@ -270,7 +270,7 @@ pub async fn deliver_outbox(state: &AppState, outbox_id: Uuid) -> anyhow::Result
     if row.delivered_at.is_some() {
         return Ok(());
     }
-    match produce(state, &mut tx, row.donation_id, &row.kind).await {
+    match produce(state, &mut tx, outbox_id, row.donation_id, &row.kind).await {
         Ok(event) => {
             sqlx::query(
                 "UPDATE donation_outbox SET delivered_at = now(), attempts = attempts + 1, last_error = NULL
@@ -341,11 +341,14 @@ pub async fn parties(state: &AppState, donation: &Donation) -> sqlx::Result<Part
     .await
 }
 
-/// Produces one outbox effect. Emails are sent here; the live alert is returned (stream id and
-/// event) for the caller to record in its transaction.
+/// Produces one outbox effect. Emails are sent here, with the outbox row's own `Message-ID`:
+/// one sent again because its worker died before marking it sent is the same message (mail
+/// clients and servers show one). The live alert is returned (stream id and event) for the
+/// caller to record in its transaction.
 async fn produce(
     state: &AppState,
     conn: &mut PgConnection,
+    outbox_id: Uuid,
     donation_id: Uuid,
     kind: &str,
 ) -> anyhow::Result<Option<(Uuid, EventData)>> {
@@ -375,7 +378,8 @@ async fn produce(
             }),
         ))),
         "email_streamer_received" => {
-            let email = emails::streamer_received(state, &donation, &parties, &public_name);
+            let mut email = emails::streamer_received(state, &donation, &parties, &public_name);
+            email.message_id = Some(message_id(outbox_id));
             state.mailer.send(&email).await.map(|()| None)
         }
         kind => {
@@ -383,7 +387,7 @@ async fn produce(
                 // The donor deleted their account: nobody to write to.
                 return Ok(None);
             };
-            let email = match kind {
+            let mut email = match kind {
                 "email_donor_receipt" => {
                     emails::donor_receipt(state, &donation, &parties, name, address)
                 }
@@ -392,7 +396,13 @@ async fn produce(
                 }
                 other => anyhow::bail!("unknown outbox kind {other}"),
             };
+            email.message_id = Some(message_id(outbox_id));
             state.mailer.send(&email).await.map(|()| None)
         }
     }
+}
+
+/// The `Message-ID` of an outbox row's email (RFC 5322: unique, `<left@right>`).
+fn message_id(outbox_id: Uuid) -> String {
+    format!("<{outbox_id}@outbox.siaran>")
 }

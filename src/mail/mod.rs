@@ -26,6 +26,10 @@ pub struct Email {
     pub text: String,
     /// The body's HTML, without the surrounding document (the layout adds it).
     pub html: String,
+    /// A `Message-ID` fixed by the caller, so that a message sent again after a crash (sent,
+    /// then killed before it was marked sent) is the same message to mail clients and servers,
+    /// which show one. `None`: a fresh one.
+    pub message_id: Option<String>,
 }
 
 /// Sends email. Cheap to clone.
@@ -95,6 +99,7 @@ impl Mailer {
                 .with_context(|| format!("invalid recipient address {}", email.to_address))?,
         );
         let message = Message::builder()
+            .message_id(email.message_id.clone())
             .from(self.from.clone())
             .to(to)
             .subject(&email.subject)

@@ -9,6 +9,9 @@
 #![allow(unreachable_pub, dead_code)]
 
 mod procs;
+mod settlements;
+#[path = "../api/smtp_sink.rs"]
+mod smtp_sink;
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
@@ -257,7 +260,7 @@ async fn a_postgres_crash_under_200_comments_a_second_loses_no_answered_comment_
 }
 
 /// How long Redis stays down: `FAULT_REDIS_OUTAGE_SECS`, 60 by default (the figure).
-fn redis_outage() -> Duration {
+pub(crate) fn redis_outage() -> Duration {
     let secs = std::env::var("FAULT_REDIS_OUTAGE_SECS")
         .ok()
         .and_then(|s| s.parse().ok())

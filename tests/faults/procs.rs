@@ -190,9 +190,14 @@ pub struct Siaran {
 
 impl Siaran {
     pub fn start(pg: &Postgres, redis: &Redis) -> Self {
+        Self::start_with(pg, redis, &[])
+    }
+
+    /// Starts it with more environment (`extra` overrides the defaults).
+    pub fn start_with(pg: &Postgres, redis: &Redis, extra: &[(&str, String)]) -> Self {
         let dir = temp_dir("siaran");
         let port = free_port();
-        let env = vec![
+        let mut env: Vec<(String, String)> = vec![
             ("DATABASE_URL".into(), pg.url()),
             ("REDIS_URL".into(), redis.url()),
             ("SIARAN_HTTP_ADDR".into(), format!("127.0.0.1:{port}")),
@@ -215,6 +220,7 @@ impl Siaran {
             ("SIARAN_LOG_FORMAT".into(), "json".into()),
             ("RUST_LOG".into(), "info".into()),
         ];
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
         let mut siaran = Self {
             port,
             env,
@@ -240,6 +246,14 @@ impl Siaran {
             .expect("starting siaran serve");
         self.child = Some(child);
         wait_for_port(self.port);
+    }
+
+    /// SIGKILL: no shutdown, no flush; whatever it was doing stops mid-way.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     pub fn log(&self) -> String {

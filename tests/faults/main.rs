@@ -39,23 +39,29 @@ async fn pool(pg: &Postgres) -> PgPool {
         .expect("connecting to the test's PostgreSQL")
 }
 
-/// A streamer with a live stream and `authors` viewers, each with an access token.
-async fn live_stream_with_authors(db: &PgPool, authors: usize) -> (Uuid, Vec<String>) {
+/// A streamer `username` (email `username@example.com`) with a live stream; its id.
+pub(crate) async fn live_stream_of(db: &PgPool, username: &str) -> Uuid {
     let streamer: Uuid = sqlx::query_scalar(
         "INSERT INTO users (username, email, password_hash, is_streamer)
-         VALUES ('streamer', 'streamer@example.com', 'x', true) RETURNING id",
+         VALUES ($1, $1 || '@example.com', 'x', true) RETURNING id",
     )
+    .bind(username)
     .fetch_one(db)
     .await
     .expect("a streamer");
-    let stream_id: Uuid = sqlx::query_scalar(
+    sqlx::query_scalar(
         "INSERT INTO streams (streamer_id, title, is_active, started_at)
          VALUES ($1, 'Fault stream', true, now()) RETURNING id",
     )
     .bind(streamer)
     .fetch_one(db)
     .await
-    .expect("a live stream");
+    .expect("a live stream")
+}
+
+/// A streamer with a live stream and `authors` viewers, each with an access token.
+async fn live_stream_with_authors(db: &PgPool, authors: usize) -> (Uuid, Vec<String>) {
+    let stream_id = live_stream_of(db, "streamer").await;
     let ids: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO users (username, email, password_hash)
          SELECT 'viewer' || n, 'viewer' || n || '@example.com', 'x' FROM generate_series(1, $1) n

@@ -18,21 +18,7 @@ const DONATIONS: usize = 100;
 const KILLS: usize = 10;
 
 async fn streamer_and_donor(db: &PgPool) -> (Uuid, String) {
-    let streamer: Uuid = sqlx::query_scalar(
-        "INSERT INTO users (username, email, password_hash, is_streamer)
-         VALUES ('andi', 'andi@example.com', 'x', true) RETURNING id",
-    )
-    .fetch_one(db)
-    .await
-    .expect("a streamer");
-    let stream_id: Uuid = sqlx::query_scalar(
-        "INSERT INTO streams (streamer_id, title, is_active, started_at)
-         VALUES ($1, 'Fault stream', true, now()) RETURNING id",
-    )
-    .bind(streamer)
-    .fetch_one(db)
-    .await
-    .expect("a live stream");
+    let stream_id = crate::live_stream_of(db, "andi").await;
     let donor: Uuid = sqlx::query_scalar(
         "INSERT INTO users (username, email, password_hash)
          VALUES ('rina', 'rina@example.com', 'x') RETURNING id",

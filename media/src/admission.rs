@@ -3,11 +3,19 @@
 //!
 //! A connection is *pending* from accept until its publish is authorized, then *publishing*.
 //! The two have separate budgets. Pending connections are capped per address (IPv6 per /64) and
-//! in total; when a budget is full the newcomer is still admitted and the pending connection
-//! that has got least far (no handshake < handshaken < connected < authorizing), the oldest
-//! among equals, is closed to make room: a socket that only holds a slot is the first to go,
-//! and an encoder that is half-way through its setup outlives sockets that are not. Publishing
-//! connections are never evicted; beyond their budget a publish is refused.
+//! in total; when a budget is full the newcomer is still admitted and one pending connection is
+//! closed to make room. Publishing connections are never evicted; beyond their budget a publish
+//! is refused.
+//!
+//! Which one goes, in this order: one of the address holding the most pending slots; of the
+//! address that opened the most connections in the last [`CHURN_WINDOW`]; the one that has got
+//! least far (no handshake < handshaken < connected < authorizing); the oldest. Churn comes
+//! before progress because an attacker decides how fast slots turn over: sockets evicted and
+//! reconnected at once replace the whole budget in a few milliseconds, faster than an encoder
+//! across the internet finishes its handshake, and "least progressed, oldest first" would then
+//! close the encoder too. An encoder connects once; an address that cycles sockets is the first
+//! to lose them, however far they got. To starve a publisher an attacker needs more fresh
+//! addresses in a window than the budget turns over in the publisher's setup.
 //!
 //! The bookkeeping also gauges the bytes connections buffer for input in progress, so the
 //! bound is visible (and tested) rather than assumed.
@@ -16,7 +24,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -45,12 +53,43 @@ struct Pending {
     evict: CancellationToken,
 }
 
+/// How long an address's connections count against it when a victim is chosen.
+pub(crate) const CHURN_WINDOW: Duration = Duration::from_secs(60);
+/// Churn entries kept before expired ones are swept; past [`CHURN_FORGET_AT`] after a sweep the
+/// history is dropped (a flood of that many addresses is beyond what it can tell apart).
+const CHURN_SWEEP_AT: usize = 4096;
+const CHURN_FORGET_AT: usize = 65_536;
+
 #[derive(Debug, Default)]
 struct Inner {
     next_id: u64,
     pending: HashMap<u64, Pending>,
     per_address: HashMap<IpAddr, usize>,
+    /// Connections each address opened in its current window, and when the window began.
+    churn: HashMap<IpAddr, (u32, Instant)>,
     publishing: usize,
+}
+
+impl Inner {
+    /// Counts a connection of `address`.
+    fn opened(&mut self, address: IpAddr, now: Instant) {
+        if self.churn.len() >= CHURN_SWEEP_AT {
+            self.churn
+                .retain(|_, (_, since)| now.duration_since(*since) < CHURN_WINDOW);
+            if self.churn.len() >= CHURN_FORGET_AT {
+                self.churn.clear();
+            }
+        }
+        let entry = self.churn.entry(address).or_insert((0, now));
+        if now.duration_since(entry.1) >= CHURN_WINDOW {
+            *entry = (0, now);
+        }
+        entry.0 = entry.0.saturating_add(1);
+    }
+
+    fn churn_of(&self, address: IpAddr) -> u32 {
+        self.churn.get(&address).map_or(0, |(count, _)| *count)
+    }
 }
 
 /// Connection slots and buffered-bytes gauges of one ingest server.
@@ -132,20 +171,15 @@ impl Admission {
     /// connection when it is evicted in turn.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr, evict: CancellationToken) -> Ticket {
         let address = address_key(ip);
+        let now = Instant::now();
         let mut inner = self.lock();
+        inner.opened(address, now);
         if inner.per_address.get(&address).copied().unwrap_or(0) >= self.budgets.pending_per_address
         {
             self.evict_one(&mut inner, Some(address));
         }
         if inner.pending.len() >= self.budgets.pending {
-            // From the address holding the most pending slots: one address cannot empty the
-            // others' slots to make room for itself while it holds more than they do.
-            let busiest = inner
-                .per_address
-                .iter()
-                .max_by_key(|(_, n)| **n)
-                .map(|(a, _)| *a);
-            self.evict_one(&mut inner, busiest);
+            self.evict_one(&mut inner, None);
         }
         inner.next_id += 1;
         let id = inner.next_id;
@@ -154,7 +188,7 @@ impl Admission {
             Pending {
                 address,
                 progress: Progress::Accepted,
-                since: Instant::now(),
+                since: now,
                 evict,
             },
         );
@@ -167,12 +201,21 @@ impl Admission {
         }
     }
 
+    /// Closes one pending connection, of `address` when given, chosen as the module says.
     fn evict_one(&self, inner: &mut Inner, address: Option<IpAddr>) {
         let victim = inner
             .pending
             .iter()
             .filter(|(_, p)| address.is_none_or(|a| p.address == a))
-            .min_by_key(|(_, p)| (p.progress, p.since))
+            .min_by_key(|(_, p)| {
+                let held = inner.per_address.get(&p.address).copied().unwrap_or(0);
+                (
+                    std::cmp::Reverse(held),
+                    std::cmp::Reverse(inner.churn_of(p.address)),
+                    p.progress,
+                    p.since,
+                )
+            })
             .map(|(id, _)| *id);
         if let Some(id) = victim {
             if let Some(pending) = Self::remove_pending(inner, id) {
@@ -330,6 +373,56 @@ mod tests {
 
         assert!(!b.is_cancelled(), "B holds fewer slots than A");
         assert_eq!(admission.stats().pending, 4);
+    }
+
+    #[test]
+    fn sockets_cycled_from_many_addresses_never_evict_a_publisher_that_connected_once() {
+        // 256 strangers from as many addresses keep 128 idle slots full: each evicted socket
+        // reconnects at once. A publisher then connects once, from its own address, and has not
+        // even finished its handshake; it must outlive a hundred turnovers of the budget.
+        let stranger = |i: u32| IpAddr::V4(std::net::Ipv4Addr::from(0x7f01_0000 + i % 256));
+        let admission = admission(128, 16, 10);
+        let admit = |i: u32| {
+            let token = CancellationToken::new();
+            (admission.admit(stranger(i), token.clone()), token)
+        };
+        let mut held = Vec::new();
+        let cycle = |from: u32, to: u32, held: &mut Vec<_>| {
+            for i in from..to {
+                held.push(admit(i));
+                // An evicted socket's task ends and drops its ticket.
+                held.retain(|(_, token): &(Ticket, CancellationToken)| !token.is_cancelled());
+            }
+        };
+        cycle(0, 1024, &mut held);
+        let evicted = CancellationToken::new();
+        let mut publisher = admission.admit(A, evicted.clone());
+
+        cycle(1024, 13_824, &mut held);
+
+        assert!(!evicted.is_cancelled(), "the publisher was evicted");
+        assert_eq!(admission.stats().pending, 128);
+        publisher.progress(Progress::Authorizing);
+        assert!(publisher.promote());
+    }
+
+    #[test]
+    fn among_addresses_that_connected_as_often_the_least_progressed_go_first() {
+        let admission = admission(3, 3, 10);
+        let [a, b, c] = std::array::from_fn(|_| CancellationToken::new());
+        let _a = admission.admit(A, a.clone());
+        let mut b_ticket = admission.admit(B, b.clone());
+        b_ticket.progress(Progress::Connected);
+        let _c = admission.admit(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 3)), c.clone());
+
+        let _d = admission.admit(
+            IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 4)),
+            CancellationToken::new(),
+        );
+
+        assert!(a.is_cancelled(), "A is the oldest of the least progressed");
+        assert!(!b.is_cancelled() && !c.is_cancelled());
+        assert_eq!(admission.stats().pending, 3);
     }
 
     #[test]

@@ -63,8 +63,9 @@ pub struct IngestConfig {
     /// connections are never closed to make room for others.
     pub max_publishers: usize,
     /// Connections that have not been authorized to publish (yet), from all addresses. When
-    /// full, a newcomer is admitted and the pending connection that has got least far in its
-    /// setup (the oldest among equals) is closed.
+    /// full, a newcomer is admitted and a pending connection is closed: of the address with
+    /// the most pending slots, then of the one that opened the most connections lately, then
+    /// the one that has got least far in its setup, the oldest among equals (see `admission`).
     pub max_pending: usize,
     /// Pending connections from one address (IPv6: one /64), with the same eviction.
     pub max_pending_per_address: usize,

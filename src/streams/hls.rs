@@ -4,6 +4,10 @@
 //! Only three kinds of names are served (`index.m3u8`, `<n>.ts`, `thumbnail.jpg`) under a
 //! stream id that parsed as a UUID, so no request can reach outside a stream's directory. The
 //! playlist changes every segment and must not be cached; a segment never changes once listed.
+//!
+//! Files are streamed in [`CHUNK_BYTES`] pieces rather than read whole: a thousand slow readers
+//! of a segment each pin one chunk and the connection's write buffer (the server's
+//! `max_buf_size`), not the whole file.
 
 use std::borrow::Cow;
 
@@ -11,6 +15,10 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use std::io::Read as _;
+
+use bytes::Bytes;
+use futures::StreamExt as _;
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult, Problem};
@@ -18,6 +26,9 @@ use crate::http::extract::Path;
 use crate::state::AppState;
 
 use super::stream_not_found;
+
+/// How much of a file one response reads ahead of its client.
+const CHUNK_BYTES: usize = 16 * 1024;
 
 /// What a file name in a stream's directory is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,8 +90,12 @@ pub(super) async fn serve(
         detail: Cow::Borrowed("No such HLS file."),
     })?;
     let dir = media::stream_dir(&state.config.hls_dir, &stream_id.to_string());
-    let bytes = match tokio::fs::read(dir.join(&file)).await {
-        Ok(bytes) => bytes,
+    let path = dir.join(&file);
+    let opened = tokio::task::spawn_blocking(move || open(&path))
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?;
+    let (file, length, first) = match opened {
+        Ok(opened) => opened,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(if tokio::fs::try_exists(&dir).await.unwrap_or(false) {
                 AppError::NotFound {
@@ -93,7 +108,10 @@ pub(super) async fn serve(
         }
         Err(e) => return Err(AppError::Internal(e.into())),
     };
-    let mut response = Body::from(bytes).into_response();
+    let mut response = Body::from_stream(rest_of(file, length, first)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -104,6 +122,52 @@ pub(super) async fn serve(
         HeaderValue::from_static(kind.cache_control()),
     );
     Ok(response)
+}
+
+/// Opens a regular file, reads its length and its first chunk: one trip to the blocking pool
+/// serves a playlist or a thumbnail whole.
+fn open(path: &std::path::Path) -> std::io::Result<(std::fs::File, u64, Bytes)> {
+    let mut file = std::fs::File::open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(std::io::ErrorKind::NotFound.into());
+    }
+    let length = metadata.len();
+    let first = read_chunk(&mut file, length)?;
+    Ok((file, length, first))
+}
+
+/// The next chunk of a file of which `left` bytes are still to be sent.
+fn read_chunk(file: &mut std::fs::File, left: u64) -> std::io::Result<Bytes> {
+    let want = usize::try_from(left).map_or(CHUNK_BYTES, |left| left.min(CHUNK_BYTES));
+    let mut chunk = vec![0; want];
+    // The media core replaces files by renaming a finished one over them, so an open file
+    // keeps the length it was opened with; one that shrank anyway ends the response early.
+    file.read_exact(&mut chunk)?;
+    Ok(Bytes::from(chunk))
+}
+
+/// The body: `first`, then the rest of the file, one chunk per poll, each read when the
+/// connection has room for it.
+fn rest_of(
+    file: std::fs::File,
+    length: u64,
+    first: Bytes,
+) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    let sent = first.len() as u64;
+    let rest = futures::stream::try_unfold((file, sent), move |(mut file, sent)| async move {
+        if sent >= length {
+            return Ok(None);
+        }
+        let (file, chunk) = tokio::task::spawn_blocking(move || {
+            read_chunk(&mut file, length - sent).map(|chunk| (file, chunk))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        let sent = sent + chunk.len() as u64;
+        Ok(Some((chunk, (file, sent))))
+    });
+    futures::stream::once(async { Ok(first) }).chain(rest)
 }
 
 #[cfg(test)]

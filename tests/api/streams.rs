@@ -431,6 +431,31 @@ async fn hls_files_are_served_with_their_types_and_cache_rules(db: PgPool) {
 }
 
 #[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn hls_segments_larger_than_a_read_chunk_arrive_whole_with_their_length(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let id = Uuid::new_v4();
+    let dir = app.hls_dir.join(id.to_string());
+    std::fs::create_dir_all(&dir).unwrap();
+    // 3 MiB and a bit, each byte different from its neighbours: a lost or repeated chunk shows.
+    let bytes: Vec<u8> = (0..3 * 1024 * 1024 + 4321_u32)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    std::fs::write(dir.join("7.ts"), &bytes).unwrap();
+
+    let response = app.get(&format!("/hls/{id}/7.ts")).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-length"].to_str().unwrap(),
+        bytes.len().to_string()
+    );
+    assert!(
+        response.bytes().await.unwrap() == bytes,
+        "the body differs from the file"
+    );
+}
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
 async fn hls_paths_outside_a_stream_are_not_found(db: PgPool) {
     let app = TestApp::spawn(db).await;
     let id = Uuid::new_v4();

@@ -4,7 +4,8 @@
 //! Redis under a prefix of its own), measures it quietly for a few seconds, then attacks it as a
 //! stranger on the internet could while probing `/healthz` every 50 ms on a new connection (what
 //! a new visitor sees), and prints the server's memory growth (RSS and PSS, peak over the attack
-//! against the quiet median) and the probe's p99 before and during. Targets (issue 10): growth
+//! against the quiet median), the most the kernel held in the send queues of the server's
+//! sockets (`/proc/net/tcp`; not in the RSS) and the probe's p99 before and during. Targets (issue 10): growth
 //! ≤ 200 MB, `/healthz` p99 ≤ 200 ms, a real publish live within 10 s.
 //!
 //! - `slowloris`: N connections (5,000) that send a partial request head and one more byte
@@ -502,6 +503,10 @@ where
     ));
     let stop = CancellationToken::new();
     let attacking = tokio::spawn(attack(stop.clone()));
+    let queued = tokio::spawn(peak_send_queue(
+        [server.addr.port(), server.rtmp.port()],
+        stop.clone(),
+    ));
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let (rss_peak, pss_peak) = memory.peak();
     let (p99, n, failed) = probe.p99_and_reset();
@@ -510,19 +515,56 @@ where
         .await
         .context("the attack did not stop")?
         .context("the attack task")??;
+    let queued = queued.await.unwrap_or(0);
     let growth = mb(rss_peak.saturating_sub(rss_quiet));
     let verdict = |ok: bool| if ok { "ok" } else { "OVER TARGET" };
     let line = format!(
-        "{name:<10} RSS {:.1} → {:.1} MB (+{growth:.1} MB, {}), PSS {:.1} → {:.1} MB; /healthz p99 {p99_quiet:.1} → {p99:.1} ms ({}; {n} probes, {failed} failed); {stats}",
+        "{name:<10} RSS {:.1} → {:.1} MB (+{growth:.1} MB, {}), PSS {:.1} → {:.1} MB, kernel send queues ≤ {:.1} MB; /healthz p99 {p99_quiet:.1} → {p99:.1} ms ({}; {n} probes, {failed} failed); {stats}",
         mb(rss_quiet),
         mb(rss_peak),
         verdict(growth <= TARGET_GROWTH_MB),
         mb(pss_quiet),
         mb(pss_peak),
+        mb(queued),
         verdict(p99 <= TARGET_P99_MS && failed == 0),
     );
     say(format!("{name}: during: {line}"));
     Ok((line, stats))
+}
+
+/// The most the kernel held unsent or unacknowledged for the server's sockets on `ports`
+/// (`tx_queue` in `/proc/net/tcp`), sampled every 500 ms until `stop`: memory the server's RSS
+/// does not show.
+async fn peak_send_queue(ports: [u16; 2], stop: CancellationToken) -> u64 {
+    let mut peak = 0;
+    while !stop.is_cancelled() {
+        let mut total = 0;
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            let Ok(text) = tokio::fs::read_to_string(table).await else {
+                continue;
+            };
+            for line in text.lines().skip(1) {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let (Some(local), Some(queues)) = (fields.get(1), fields.get(4)) else {
+                    continue;
+                };
+                let port = local
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok());
+                if port.is_some_and(|p| ports.contains(&p)) {
+                    let tx = queues.split(':').next().unwrap_or("0");
+                    total += u64::from_str_radix(tx, 16).unwrap_or(0);
+                }
+            }
+        }
+        peak = peak.max(total);
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+    peak
 }
 
 #[allow(clippy::cast_precision_loss)]

@@ -110,6 +110,136 @@ impl Received {
             .cloned()
             .collect()
     }
+
+    /// Waits up to a minute until the messages of `kind` carry every id in `wanted` (at
+    /// `data.<field>`); returns the ids they carry.
+    async fn wait_for(&self, kind: &str, field: &str, wanted: &HashSet<String>) -> HashSet<String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let got: HashSet<String> = self
+                .of(kind)
+                .iter()
+                .filter_map(|m| m["data"][field].as_str().map(str::to_owned))
+                .collect();
+            if wanted.is_subset(&got) || tokio::time::Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The event ids of the messages of `kind`, in the order they arrived.
+    fn event_ids(&self, kind: &str) -> Vec<u64> {
+        self.of(kind)
+            .iter()
+            .filter_map(|m| m["id"].as_u64())
+            .collect()
+    }
+
+    /// Asserts that `wanted` all arrived as `kind` (at `data.<field>`), each once, in event-id
+    /// order.
+    async fn assert_each_once(
+        &self,
+        what: &str,
+        kind: &str,
+        field: &str,
+        wanted: &HashSet<String>,
+    ) {
+        let got = self.wait_for(kind, field, wanted).await;
+        let missing = wanted.difference(&got).count();
+        assert_eq!(missing, 0, "{missing} {kind} never reached the {what}");
+        let ids = self.event_ids(kind);
+        let unique: BTreeSet<u64> = ids.iter().copied().collect();
+        assert_eq!(
+            unique.len(),
+            ids.len(),
+            "the {what} got an event twice: {ids:?}"
+        );
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "event ids on the {what} only grow: {ids:?}"
+        );
+    }
+}
+
+/// An access token for the streamer of `stream_id`.
+pub(crate) async fn streamer_token(db: &PgPool, stream_id: Uuid) -> String {
+    let streamer: Uuid = sqlx::query_scalar("SELECT streamer_id FROM streams WHERE id = $1")
+        .bind(stream_id)
+        .fetch_one(db)
+        .await
+        .expect("the stream's streamer");
+    siaran::auth::jwt::JwtKeys::new(JWT_SECRET.as_bytes()).issue(streamer)
+}
+
+/// The streamer's OBS overlay socket, opened with a new overlay token.
+pub(crate) async fn overlay_of(client: &reqwest::Client, port: u16, streamer: &str) -> Received {
+    let created: Value = client
+        .post(format!(
+            "http://127.0.0.1:{port}/api/users/me/overlay-token"
+        ))
+        .bearer_auth(streamer)
+        .send()
+        .await
+        .expect("creating an overlay token")
+        .json()
+        .await
+        .expect("the overlay token");
+    let token = created["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"));
+    Received::listen(format!("ws://127.0.0.1:{port}/ws/overlay/{token}")).await
+}
+
+/// A bank transfer from `donor` that the streamer confirms; the donation's id.
+async fn transfer_confirmed(
+    client: &reqwest::Client,
+    base: &str,
+    stream_id: Uuid,
+    donor: &str,
+    streamer: &str,
+) -> String {
+    let payout = client
+        .patch(format!("{base}/api/users/me/payout"))
+        .bearer_auth(streamer)
+        .json(
+            &serde_json::json!({"bank_name": "BCA", "account_number": "1234567890",
+                                  "account_holder": "Fault Streamer"}),
+        )
+        .send()
+        .await
+        .expect("setting the payout account");
+    assert!(payout.status().is_success(), "payout: {}", payout.status());
+    let created: Value = client
+        .post(format!("{base}/api/streams/{stream_id}/donations"))
+        .bearer_auth(donor)
+        .json(
+            &serde_json::json!({"amount": 25_000, "payment_method": "bank_transfer",
+                                  "message": "after the crash"}),
+        )
+        .send()
+        .await
+        .expect("creating a donation")
+        .json()
+        .await
+        .expect("the donation");
+    let id = created["donation"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_owned();
+    let confirmed = client
+        .post(format!("{base}/api/donations/{id}/confirm"))
+        .bearer_auth(streamer)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("confirming the transfer");
+    assert!(
+        confirmed.status().is_success(),
+        "confirm: {}",
+        confirmed.status()
+    );
+    id
 }
 
 /// Posts comments at `rate` per second for `seconds`, round robin over `tokens`; returns the
@@ -164,12 +294,14 @@ async fn a_postgres_crash_under_200_comments_a_second_loses_no_answered_comment_
     wait_until_ready(&client, &base).await;
     let db = pool(&pg).await;
     let (stream_id, tokens) = live_stream_with_authors(&db, AUTHORS).await;
+    let streamer = streamer_token(&db, stream_id).await;
     db.close().await;
     let socket = Received::listen(format!(
         "ws://127.0.0.1:{}/ws/stream/{stream_id}/",
         siaran.port
     ))
     .await;
+    let overlay = overlay_of(&client, siaran.port, &streamer).await;
 
     // Act: comments at 200/s for 8 s; PostgreSQL crashes 3 s in and is back a second later.
     let load = {
@@ -184,6 +316,8 @@ async fn a_postgres_crash_under_200_comments_a_second_loses_no_answered_comment_
     // After recovery, one more comment: it must reach the socket too.
     let (after, _) = post_comments(&client, &base, stream_id, &tokens[..1], 1, 1).await;
     let accepted: Vec<Uuid> = accepted.into_iter().chain(after).collect();
+    // Then a donation: its alert must reach the socket and the overlay opened before the crash.
+    let donation = transfer_confirmed(&client, &base, stream_id, &tokens[1], &streamer).await;
 
     // Assert.
     let db = pool(&pg).await;
@@ -207,26 +341,6 @@ async fn a_postgres_crash_under_200_comments_a_second_loses_no_answered_comment_
             .fetch_one(&db)
             .await
             .unwrap();
-    // Every accepted comment reaches the socket that was open throughout.
-    let wanted: HashSet<String> = accepted.iter().map(Uuid::to_string).collect();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let delivered = loop {
-        let delivered: HashSet<String> = socket
-            .of("comment.created")
-            .iter()
-            .filter_map(|m| m["data"]["id"].as_str().map(str::to_owned))
-            .collect();
-        if wanted.is_subset(&delivered) || tokio::time::Instant::now() > deadline {
-            break delivered;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let socket_ids: Vec<u64> = socket
-        .of("comment.created")
-        .iter()
-        .filter_map(|m| m["id"].as_u64())
-        .collect();
-
     eprintln!(
         "posted {posted}, answered 201: {}, stored: {}, events: {}",
         accepted.len(),
@@ -248,21 +362,29 @@ async fn a_postgres_crash_under_200_comments_a_second_loses_no_answered_comment_
         event_ids, expected,
         "event ids are gapless and each used once"
     );
-    let not_delivered = wanted.difference(&delivered).count();
-    assert_eq!(
-        not_delivered, 0,
-        "accepted comments that never reached the open socket"
-    );
-    let unique: BTreeSet<u64> = socket_ids.iter().copied().collect();
-    assert_eq!(
-        unique.len(),
-        socket_ids.len(),
-        "the socket received an event id twice"
-    );
-    assert!(
-        socket_ids.windows(2).all(|w| w[0] < w[1]),
-        "event ids on the socket only grow"
-    );
+    // Every accepted comment reaches the socket that was open throughout; the donation's
+    // alert reaches it and the overlay, once each.
+    let wanted: HashSet<String> = accepted.iter().map(Uuid::to_string).collect();
+    socket
+        .assert_each_once("socket", "comment.created", "id", &wanted)
+        .await;
+    let donated = HashSet::from([donation.clone()]);
+    for (what, received) in [("socket", &socket), ("overlay", &overlay)] {
+        received
+            .assert_each_once(what, "donation.received", "donation_id", &donated)
+            .await;
+        assert_eq!(received.of("donation.received").len(), 1, "{what}");
+    }
+    let alerts: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM live_events WHERE kind = 'donation.received'
+          AND data::json->>'donation_id' = $1",
+    )
+    .bind(&donation)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+
+    assert_eq!(alerts, 1, "one donation.received for the donation");
 }
 
 /// How long Redis stays down: `FAULT_REDIS_OUTAGE_SECS`, 60 by default (the issue's figure).
@@ -304,23 +426,8 @@ async fn comments_answered_while_redis_is_down_reach_open_sockets_once_it_is_bac
 
     // Assert: everything accepted reaches the socket, in order, once.
     let wanted: HashSet<String> = accepted.iter().map(Uuid::to_string).collect();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let delivered = loop {
-        let delivered: HashSet<String> = socket
-            .of("comment.created")
-            .iter()
-            .filter_map(|m| m["data"]["id"].as_str().map(str::to_owned))
-            .collect();
-        if wanted.is_subset(&delivered) || tokio::time::Instant::now() > deadline {
-            break delivered;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let socket_ids: Vec<u64> = socket
-        .of("comment.created")
-        .iter()
-        .filter_map(|m| m["id"].as_u64())
-        .collect();
+    let delivered = socket.wait_for("comment.created", "id", &wanted).await;
+    let socket_ids = socket.event_ids("comment.created");
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM comments WHERE stream_id = $1")
         .bind(stream_id)
         .fetch_one(&db)

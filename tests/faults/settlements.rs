@@ -1,5 +1,6 @@
-//! `siaran serve` SIGKILLed again and again while Midtrans settles payments: every donation
-//! completes once, with one `donation.received` and one email of each kind.
+//! `siaran serve` SIGKILLed again and again while Midtrans settles payments, and Redis killed
+//! during them: every donation completes once, with one `donation.received` and one email of
+//! each kind; through the Redis outage, a viewer's socket and the overlay get every alert once.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -11,7 +12,7 @@ use uuid::Uuid;
 
 use crate::procs::{JWT_SECRET, Postgres, Redis, Siaran};
 use crate::smtp_sink::SmtpSink;
-use crate::{pool, tail, wait_until_ready};
+use crate::{Received, pool, tail, wait_until_ready};
 
 const SERVER_KEY: &str = "SB-Mid-server-fault-tests";
 const DONATIONS: usize = 100;
@@ -39,6 +40,7 @@ struct Shop {
     smtp: SmtpSink,
     siaran: Siaran,
     db: PgPool,
+    stream_id: Uuid,
     orders: Vec<String>,
 }
 
@@ -110,6 +112,7 @@ async fn shop() -> Shop {
         smtp,
         siaran,
         db,
+        stream_id,
         orders,
     }
 }
@@ -149,6 +152,16 @@ async fn a_server_killed_ten_times_during_a_hundred_settlements_completes_each_o
 async fn settlements_while_redis_is_down_complete_each_once_after_it_is_back() {
     let mut shop = shop().await;
 
+    // A viewer's socket and the streamer's overlay, open throughout.
+    let port = shop.siaran.port;
+    let socket = Received::listen(format!(
+        "ws://127.0.0.1:{port}/ws/stream/{}/",
+        shop.stream_id
+    ))
+    .await;
+    let streamer = crate::streamer_token(&shop.db, shop.stream_id).await;
+    let overlay = crate::overlay_of(&reqwest::Client::new(), port, &streamer).await;
+
     // Act: half are paid, Redis is killed, the other half are paid during the outage (the
     // notifications are stored but cannot be queued), Redis comes back.
     let (before, during) = shop.orders.split_at(DONATIONS / 2);
@@ -163,6 +176,19 @@ async fn settlements_while_redis_is_down_complete_each_once_after_it_is_back() {
     shop.redis.up();
 
     each_completed_once(&shop, 0).await;
+    // Every alert reaches the socket and the overlay, once each, in order.
+    let donations: HashSet<String> = sqlx::query_scalar("SELECT id::text FROM donations")
+        .fetch_all(&shop.db)
+        .await
+        .expect("the test's own setup and queries")
+        .into_iter()
+        .collect();
+    for (what, received) in [("socket", &socket), ("overlay", &overlay)] {
+        received
+            .assert_each_once(what, "donation.received", "donation_id", &donations)
+            .await;
+        assert_eq!(received.of("donation.received").len(), DONATIONS, "{what}");
+    }
 }
 
 /// Every donation completes (notifications retried by Midtrans, jobs taken over,

@@ -422,3 +422,29 @@ impl<A: Authorizer> Connection<'_, A> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guarded_turns_a_panic_into_this_connections_error() {
+        let text = guarded::<()>(|| panic!("drain out of range"));
+        let formatted = guarded::<()>(|| panic!("index {} out of range", 3));
+        let opaque = guarded::<()>(|| std::panic::panic_any(42_u8));
+
+        assert!(matches!(text, Err(SessionError::Panic(m)) if m == "drain out of range"));
+        assert!(matches!(formatted, Err(SessionError::Panic(m)) if m == "index 3 out of range"));
+        assert!(matches!(opaque, Err(SessionError::Panic(m)) if m == "a panic without a message"));
+    }
+
+    #[test]
+    fn guarded_passes_results_and_protocol_errors_through() {
+        assert!(matches!(guarded(|| Ok(7)), Ok(7)));
+        let refused = guarded::<()>(|| Err(ProtocolError::Malformed("short")));
+        assert!(matches!(
+            refused,
+            Err(SessionError::Protocol(ProtocolError::Malformed("short")))
+        ));
+    }
+}

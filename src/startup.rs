@@ -167,7 +167,7 @@ pub async fn build_state(config: Config, db: PgPool) -> anyhow::Result<AppState>
         );
     }
     // A process without an RTMP listener (the worker) cannot stop a publisher itself.
-    let ingest = media::IngestHandle::detached(config.hls_dir.clone());
+    let ingest = media::IngestHandle::detached();
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     let events = Events::new(db.clone(), redis.clone());

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -87,14 +86,13 @@ pub struct Ingest<A> {
 pub struct IngestHandle {
     registry: SharedRegistry,
     admission: Arc<Admission>,
-    hls_root: PathBuf,
 }
 
 impl IngestHandle {
     /// A handle with no ingest server behind it, for processes that do not accept RTMP: it
     /// ingests nothing, so it stops nothing.
     #[must_use]
-    pub fn detached(hls_root: PathBuf) -> Self {
+    pub fn detached() -> Self {
         Self {
             registry: Arc::new(Registry::default()),
             admission: Arc::new(Admission::new(Budgets {
@@ -102,7 +100,6 @@ impl IngestHandle {
                 pending_per_address: 0,
                 publishing: 0,
             })),
-            hls_root,
         }
     }
 
@@ -128,12 +125,6 @@ impl IngestHandle {
     #[must_use]
     pub fn publishing(&self) -> Vec<Uuid> {
         self.registry.live_streams()
-    }
-
-    /// Root of the HLS output.
-    #[must_use]
-    pub fn hls_root(&self) -> &Path {
-        &self.hls_root
     }
 }
 
@@ -178,7 +169,6 @@ impl<A: Authorizer> Ingest<A> {
         IngestHandle {
             registry: Arc::clone(&self.shared.registry),
             admission: Arc::clone(&self.shared.admission),
-            hls_root: self.shared.config.hls_root.clone(),
         }
     }
 

@@ -206,10 +206,6 @@ pub enum PublishError {
     /// There is no stream with this id.
     #[error("no stream {0}")]
     UnknownStream(Uuid),
-    /// Kept for callers that match on it: publishing no longer fails when Redis is down (the
-    /// event is logged in PostgreSQL and delivered when the subscriptions are back).
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
     #[error("encoding event: {0}")]
     Encode(#[from] serde_json::Error),
 }
@@ -219,7 +215,6 @@ impl From<PublishError> for crate::error::AppError {
         match e {
             PublishError::Database(e) => e.into(),
             PublishError::UnknownStream(_) => Self::not_found("Stream"),
-            PublishError::Redis(e) => e.into(),
             PublishError::Encode(e) => Self::Internal(e.into()),
         }
     }

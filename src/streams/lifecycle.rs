@@ -151,11 +151,16 @@ pub async fn sweep_orphans(state: &AppState, stale: Duration) -> sqlx::Result<Ve
     Ok(ended.into_iter().map(|(id, _)| id).collect())
 }
 
-/// Ends a live stream: disconnects its publisher (when this process ingests it) and marks it
-/// ended. The one way to end a stream, for its owner's stop, key rotation and staff.
+/// Ends a live stream: marks it ended, then disconnects its publisher (when this process
+/// ingests it). The one way to end a stream, for its owner's stop, key rotation and staff.
+///
+/// In that order: the disconnect ends the stream too (the media core reports the publisher
+/// gone), and if it came first that report could mark the stream ended before this call does,
+/// which would then find it no longer live and answer `None` for a stream it did end.
 pub async fn end_stream(state: &AppState, stream_id: Uuid) -> sqlx::Result<Option<DateTime<Utc>>> {
+    let ended = mark_ended(state, stream_id).await;
     state.ingest.stop(stream_id);
-    mark_ended(state, stream_id).await
+    ended
 }
 
 /// Ends every live stream of a user (their key was rotated).

@@ -220,44 +220,19 @@ impl TestApp {
         self.login(username).await
     }
 
-    /// Every event published on a stream, oldest first, as `{type, data, ...}`: from the
-    /// real-time layer's event log when it keeps one in PostgreSQL (`live_events`), otherwise
-    /// from the Redis stream the foundation's events module appends to.
+    /// Every event published on a stream, oldest first, as `{type, data}`, from the event log.
     pub async fn stream_events(&self, stream_id: Uuid) -> Vec<Value> {
-        let has_log: bool = sqlx::query_scalar("SELECT to_regclass('live_events') IS NOT NULL")
-            .fetch_one(&self.db)
-            .await
-            .expect("catalog");
-        if has_log {
-            let rows: Vec<(String, String)> = sqlx::query_as(
-                "SELECT kind, data FROM live_events WHERE stream_id = $1 ORDER BY id",
-            )
-            .bind(stream_id)
-            .fetch_all(&self.db)
-            .await
-            .expect("reading the event log");
-            return rows
-                .into_iter()
-                .map(|(kind, data)| {
-                    let data: Value = serde_json::from_str(&data).expect("event data");
-                    json!({"type": kind, "data": data})
-                })
-                .collect();
-        }
-        let redis = &self.state.redis;
-        let mut conn = redis.conn().await.expect("Redis");
-        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(redis.key(&format!("events:{stream_id}")))
-            .arg("-")
-            .arg("+")
-            .query_async(&mut conn)
-            .await
-            .expect("XRANGE events");
-        entries
-            .ids
-            .iter()
-            .filter_map(|e| e.get::<String>("e"))
-            .map(|json| serde_json::from_str(&json).expect("event JSON"))
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT kind, data FROM live_events WHERE stream_id = $1 ORDER BY id")
+                .bind(stream_id)
+                .fetch_all(&self.db)
+                .await
+                .expect("reading the event log");
+        rows.into_iter()
+            .map(|(kind, data)| {
+                let data: Value = serde_json::from_str(&data).expect("event data");
+                json!({"type": kind, "data": data})
+            })
             .collect()
     }
 

@@ -287,7 +287,7 @@ fn csv_response(rows: &[Row]) -> Response {
             cell(&view.donor_name),
             view.amount.to_string(),
             view.currency.to_owned(),
-            row.donation.payment_method.clone(),
+            row.donation.payment_method.as_str().to_owned(),
             view.status.as_str().to_owned(),
             view.reference_code.unwrap_or_default(),
             cell(&view.message),

@@ -374,7 +374,7 @@ async fn produce(
                 currency: CURRENCY.to_owned(),
                 message: donation.message.clone(),
                 donor_name: public_name,
-                payment_method: donation.payment_method.clone(),
+                payment_method: donation.payment_method.as_str().to_owned(),
             }),
         ))),
         "email_streamer_received" => {

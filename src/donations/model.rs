@@ -100,6 +100,8 @@ pub enum PaymentMethod {
 }
 
 impl PaymentMethod {
+    pub const ALL: [Self; 2] = [Self::Midtrans, Self::BankTransfer];
+
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -107,7 +109,50 @@ impl PaymentMethod {
             Self::BankTransfer => "bank_transfer",
         }
     }
+
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|method| method.as_str() == s)
+    }
 }
+
+/// Stores an enum as its `as_str()` in a `text` column (whose CHECK constraint lists the
+/// values). A stored value this build does not know fails the row's decoding with an error
+/// that names it, rather than reading as some other value.
+macro_rules! text_column {
+    ($ty:ty, $what:literal) => {
+        impl sqlx::Type<sqlx::Postgres> for $ty {
+            fn type_info() -> sqlx::postgres::PgTypeInfo {
+                <&str as sqlx::Type<sqlx::Postgres>>::type_info()
+            }
+
+            fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+                <&str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, sqlx::Postgres> for $ty {
+            fn decode(
+                value: sqlx::postgres::PgValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                let text = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+                Self::parse(text).ok_or_else(|| format!("unknown {} {text:?}", $what).into())
+            }
+        }
+
+        impl sqlx::Encode<'_, sqlx::Postgres> for $ty {
+            fn encode_by_ref(
+                &self,
+                buf: &mut sqlx::postgres::PgArgumentBuffer,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&str as sqlx::Encode<sqlx::Postgres>>::encode_by_ref(&self.as_str(), buf)
+            }
+        }
+    };
+}
+
+text_column!(DonationStatus, "donation status");
+text_column!(PaymentMethod, "payment method");
 
 /// A row of `donations`.
 #[derive(Debug, Clone, FromRow)]
@@ -119,8 +164,8 @@ pub struct Donation {
     pub donor_id: Option<Uuid>,
     pub amount: Decimal,
     pub message: String,
-    pub payment_method: String,
-    pub status: String,
+    pub payment_method: PaymentMethod,
+    pub status: DonationStatus,
     pub is_anonymous: bool,
     pub reference_code: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -144,24 +189,19 @@ pub struct Donation {
 }
 
 impl Donation {
-    /// The stored status (the column's CHECK constraint admits only known ones).
     #[must_use]
     pub fn status(&self) -> DonationStatus {
-        DonationStatus::parse(&self.status).unwrap_or(DonationStatus::Pending)
+        self.status
     }
 
     #[must_use]
     pub fn is_bank_transfer(&self) -> bool {
-        self.payment_method == PaymentMethod::BankTransfer.as_str()
+        self.payment_method == PaymentMethod::BankTransfer
     }
 
     #[must_use]
     pub fn payment_method(&self) -> PaymentMethod {
-        if self.is_bank_transfer() {
-            PaymentMethod::BankTransfer
-        } else {
-            PaymentMethod::Midtrans
-        }
+        self.payment_method
     }
 
     /// Whole rupiah (amounts are stored with two decimals, always `.00` for IDR).

@@ -501,3 +501,42 @@ async fn the_history_filters_are_documented(db: PgPool) {
         "{public:?}"
     );
 }
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn a_stored_status_or_method_this_build_does_not_know_fails_loudly(db: PgPool) {
+    use siaran::donations::model::{DonationStatus, PaymentMethod};
+
+    let known: (DonationStatus, PaymentMethod) =
+        sqlx::query_as("SELECT 'partially_refunded'::text, 'bank_transfer'::text")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    let status = sqlx::query_scalar::<_, DonationStatus>("SELECT 'on_hold'::text")
+        .fetch_one(&db)
+        .await;
+    let method = sqlx::query_scalar::<_, PaymentMethod>("SELECT 'cash'::text")
+        .fetch_one(&db)
+        .await;
+
+    assert_eq!(
+        known,
+        (
+            DonationStatus::PartiallyRefunded,
+            PaymentMethod::BankTransfer
+        )
+    );
+    let status = status.expect_err("an unknown status is not read as another one");
+    assert!(
+        status
+            .to_string()
+            .contains("unknown donation status \"on_hold\""),
+        "{status}"
+    );
+    let method = method.expect_err("an unknown method is not read as another one");
+    assert!(
+        method
+            .to_string()
+            .contains("unknown payment method \"cash\""),
+        "{method}"
+    );
+}

@@ -11,7 +11,7 @@ use crate::auth::password;
 use crate::config::Config;
 use crate::payments::sandbox::{Sandbox, SandboxSettings};
 use crate::startup::{Application, shutdown_signal};
-use crate::users::domain::{Email, Username};
+use crate::users::domain::{Email, Password, Username};
 use crate::{db, jobs, seed, startup, telemetry};
 
 #[derive(Debug, Parser)]
@@ -106,19 +106,18 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             email,
             password,
         } => {
-            let username =
-                Username::parse(&username).map_err(|e| anyhow::anyhow!("{}", e.message))?;
-            let email = Email::parse(&email).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let refused = |e: crate::error::FieldError| anyhow::anyhow!("{}", e.message);
             let password = match password {
                 Some(p) => p,
                 None => read_password()?,
             };
-            if password.chars().count() < 8 {
-                bail!("the password must be at least 8 characters");
-            }
+            // The same rules as registration: the domain types own them.
+            let password = Password::parse(&password, &username, &email).map_err(refused)?;
+            let username = Username::parse(&username).map_err(refused)?;
+            let email = Email::parse(&email).map_err(refused)?;
             let pool = connect(&config).await?;
             db::migrate(&pool).await?;
-            let hash = password::hash(password).await?;
+            let hash = password::hash(password.into_inner()).await?;
             let inserted = sqlx::query(
                 "INSERT INTO users (username, email, password_hash, is_staff, is_superuser)
                  VALUES ($1, $2, $3, true, true) ON CONFLICT DO NOTHING",

@@ -113,3 +113,50 @@ async fn overlong_names_are_refused(db: PgPool) {
         ]
     );
 }
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn create_superuser_applies_the_password_rules_of_registration(db: PgPool) {
+    let base = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://siaran:siaran@127.0.0.1:5432/siaran".to_owned());
+    let mut url = reqwest::Url::parse(&base).unwrap();
+    url.set_path(db.connect_options().get_database().unwrap());
+    let create = |password: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_siaran"))
+            .args(["create-superuser", "--username", "rootadmin"])
+            .args(["--email", "root@example.com", "--password", password])
+            .env("DATABASE_URL", url.as_str())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+
+    let numeric = create("12345678");
+    let same_as_username = create("RootAdmin");
+    let good = create("correct-horse-battery");
+
+    let said = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    assert!(!numeric.status.success());
+    assert!(
+        said(&numeric).contains("cannot be entirely numeric"),
+        "{}",
+        said(&numeric)
+    );
+    assert!(!same_as_username.status.success());
+    assert!(
+        said(&same_as_username).contains("cannot be the same as your username"),
+        "{}",
+        said(&same_as_username)
+    );
+    assert!(good.status.success(), "{}", said(&good));
+    let superusers: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE is_superuser")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(superusers, 1);
+}

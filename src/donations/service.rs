@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::model::{CURRENCY, Donation, DonationStatus};
 use crate::jobs::Job;
-use crate::payments::midtrans::TransactionStatus;
+use crate::payments::midtrans::{TransactionStatus, Verdict};
 use crate::state::AppState;
 
 /// Who changed a status (kept in `donation_transitions.source`).
@@ -176,40 +176,6 @@ pub async fn change(
     })
 }
 
-/// What a verified Midtrans status means for a donation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Money received.
-    Paid,
-    /// Card captured but held for fraud review: not paid yet.
-    Held,
-    /// Waiting for the buyer.
-    Waiting,
-    Failed,
-    Expired,
-    Refunded,
-    /// Part of the money returned.
-    PartlyRefunded,
-    /// Nothing to do (`authorize`, or a status this code does not know).
-    Ignored,
-}
-
-/// Maps Midtrans' `transaction_status` (and `fraud_status` for captures) to a verdict.
-#[must_use]
-pub fn verdict(transaction_status: &str, fraud_status: Option<&str>) -> Verdict {
-    match (transaction_status, fraud_status) {
-        ("settlement", _) | ("capture", Some("accept")) => Verdict::Paid,
-        ("capture", Some("deny")) => Verdict::Failed,
-        ("capture", _) => Verdict::Held,
-        ("pending", _) => Verdict::Waiting,
-        ("deny" | "cancel" | "failure", _) => Verdict::Failed,
-        ("expire", _) => Verdict::Expired,
-        ("refund", _) => Verdict::Refunded,
-        ("partial_refund", _) => Verdict::PartlyRefunded,
-        _ => Verdict::Ignored,
-    }
-}
-
 /// What applying a verified status did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -244,7 +210,7 @@ pub async fn apply_verified_status(
     let Some(donation) = lock(&mut tx, donation_id).await? else {
         return Ok(Applied::Unchanged);
     };
-    let verdict = verdict(&status.transaction_status, status.fraud_status.as_deref());
+    let verdict = status.verdict();
     let verified_amount = Decimal::from_str(status.gross_amount.trim()).ok();
     let mismatch = verified_amount.is_some_and(|a| a != donation.amount)
         || (verdict == Verdict::Paid && verified_amount.is_none());
@@ -379,27 +345,4 @@ async fn overdue(db: &PgPool, method: &str) -> sqlx::Result<Vec<Uuid>> {
     .bind(Utc::now())
     .fetch_all(db)
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn verdicts_follow_midtrans_statuses() {
-        assert_eq!(verdict("settlement", None), Verdict::Paid);
-        assert_eq!(verdict("capture", Some("accept")), Verdict::Paid);
-        assert_eq!(verdict("capture", Some("challenge")), Verdict::Held);
-        assert_eq!(verdict("capture", None), Verdict::Held);
-        assert_eq!(verdict("capture", Some("deny")), Verdict::Failed);
-        assert_eq!(verdict("pending", None), Verdict::Waiting);
-        for failed in ["deny", "cancel", "failure"] {
-            assert_eq!(verdict(failed, None), Verdict::Failed, "{failed}");
-        }
-        assert_eq!(verdict("expire", None), Verdict::Expired);
-        assert_eq!(verdict("refund", None), Verdict::Refunded);
-        assert_eq!(verdict("partial_refund", None), Verdict::PartlyRefunded);
-        assert_eq!(verdict("authorize", None), Verdict::Ignored);
-        assert_eq!(verdict("something_new", None), Verdict::Ignored);
-    }
 }

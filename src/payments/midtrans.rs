@@ -148,6 +148,49 @@ pub struct TransactionStatus {
     pub refund_amount: Option<String>,
 }
 
+/// What a verified Midtrans status means for a donation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Money received.
+    Paid,
+    /// Card captured but held for fraud review: not paid yet.
+    Held,
+    /// Waiting for the buyer.
+    Waiting,
+    Failed,
+    Expired,
+    Refunded,
+    /// Part of the money returned.
+    PartlyRefunded,
+    /// Nothing to do (`authorize`, or a status this code does not know).
+    Ignored,
+}
+
+impl TransactionStatus {
+    /// What this status means for the order it is about.
+    #[must_use]
+    pub fn verdict(&self) -> Verdict {
+        verdict(&self.transaction_status, self.fraud_status.as_deref())
+    }
+}
+
+/// Maps Midtrans' `transaction_status` (and `fraud_status` for captures) to a verdict: the one
+/// place Midtrans' status vocabulary is read.
+#[must_use]
+pub fn verdict(transaction_status: &str, fraud_status: Option<&str>) -> Verdict {
+    match (transaction_status, fraud_status) {
+        ("settlement", _) | ("capture", Some("accept")) => Verdict::Paid,
+        ("capture", Some("deny")) => Verdict::Failed,
+        ("capture", _) => Verdict::Held,
+        ("pending", _) => Verdict::Waiting,
+        ("deny" | "cancel" | "failure", _) => Verdict::Failed,
+        ("expire", _) => Verdict::Expired,
+        ("refund", _) => Verdict::Refunded,
+        ("partial_refund", _) => Verdict::PartlyRefunded,
+        _ => Verdict::Ignored,
+    }
+}
+
 /// What the status endpoint said about an order.
 #[derive(Debug, Clone)]
 pub enum StatusAnswer {
@@ -348,6 +391,24 @@ fn urlencode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verdicts_follow_midtrans_statuses() {
+        assert_eq!(verdict("settlement", None), Verdict::Paid);
+        assert_eq!(verdict("capture", Some("accept")), Verdict::Paid);
+        assert_eq!(verdict("capture", Some("challenge")), Verdict::Held);
+        assert_eq!(verdict("capture", None), Verdict::Held);
+        assert_eq!(verdict("capture", Some("deny")), Verdict::Failed);
+        assert_eq!(verdict("pending", None), Verdict::Waiting);
+        for failed in ["deny", "cancel", "failure"] {
+            assert_eq!(verdict(failed, None), Verdict::Failed, "{failed}");
+        }
+        assert_eq!(verdict("expire", None), Verdict::Expired);
+        assert_eq!(verdict("refund", None), Verdict::Refunded);
+        assert_eq!(verdict("partial_refund", None), Verdict::PartlyRefunded);
+        assert_eq!(verdict("authorize", None), Verdict::Ignored);
+        assert_eq!(verdict("something_new", None), Verdict::Ignored);
+    }
 
     #[test]
     fn signature_is_sha512_of_the_concatenation() {

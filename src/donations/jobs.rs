@@ -9,7 +9,7 @@ use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
 
 use super::emails;
-use super::model::{ANONYMOUS, CURRENCY, Donation, DonationStatus};
+use super::model::{ANONYMOUS, CURRENCY, Donation, DonationStatus, Effect};
 use super::service::{self, Applied, Source};
 use crate::jobs::Job;
 use crate::live::events::{DonationReceived, EventData};
@@ -246,7 +246,7 @@ async fn requeue_stuck(state: &AppState) -> anyhow::Result<()> {
 #[derive(Debug, FromRow)]
 struct OutboxRow {
     donation_id: Uuid,
-    kind: String,
+    kind: Effect,
     delivered_at: Option<chrono::DateTime<Utc>>,
 }
 
@@ -270,7 +270,7 @@ pub async fn deliver_outbox(state: &AppState, outbox_id: Uuid) -> anyhow::Result
     if row.delivered_at.is_some() {
         return Ok(());
     }
-    match produce(state, &mut tx, outbox_id, row.donation_id, &row.kind).await {
+    match produce(state, &mut tx, outbox_id, row.donation_id, row.kind).await {
         Ok(event) => {
             sqlx::query(
                 "UPDATE donation_outbox SET delivered_at = now(), attempts = attempts + 1, last_error = NULL
@@ -350,7 +350,7 @@ async fn produce(
     conn: &mut PgConnection,
     outbox_id: Uuid,
     donation_id: Uuid,
-    kind: &str,
+    kind: Effect,
 ) -> anyhow::Result<Option<(Uuid, EventData)>> {
     let donation: Donation = sqlx::query_as("SELECT * FROM donations WHERE id = $1")
         .bind(donation_id)
@@ -365,41 +365,37 @@ async fn produce(
             .clone()
             .unwrap_or_else(|| ANONYMOUS.to_owned())
     };
-    match kind {
-        "event_received" => Ok(Some((
-            donation.stream_id,
-            EventData::DonationReceived(DonationReceived {
-                donation_id: donation.id,
-                amount: donation.rupiah(),
-                currency: CURRENCY.to_owned(),
-                message: donation.message.clone(),
-                donor_name: public_name,
-                payment_method: donation.payment_method.as_str().to_owned(),
-            }),
-        ))),
-        "email_streamer_received" => {
-            let mut email = emails::streamer_received(state, &donation, &parties, &public_name);
-            email.message_id = Some(message_id(outbox_id));
-            state.mailer.send(&email).await.map(|()| None)
+    let mut email = match kind {
+        Effect::EventReceived => {
+            return Ok(Some((
+                donation.stream_id,
+                EventData::DonationReceived(DonationReceived {
+                    donation_id: donation.id,
+                    amount: donation.rupiah(),
+                    currency: CURRENCY.to_owned(),
+                    message: donation.message.clone(),
+                    donor_name: public_name,
+                    payment_method: donation.payment_method.as_str().to_owned(),
+                }),
+            )));
         }
-        kind => {
+        Effect::EmailStreamerReceived => {
+            emails::streamer_received(state, &donation, &parties, &public_name)
+        }
+        Effect::EmailDonorReceipt | Effect::EmailDonorRejected | Effect::EmailDonorExpired => {
             let (Some(name), Some(address)) = (&parties.donor_name, &parties.donor_email) else {
                 // The donor deleted their account: nobody to write to.
                 return Ok(None);
             };
-            let mut email = match kind {
-                "email_donor_receipt" => {
-                    emails::donor_receipt(state, &donation, &parties, name, address)
-                }
-                "email_donor_rejected" | "email_donor_expired" => {
-                    emails::donor_transfer_ended(state, &donation, &parties, name, address)
-                }
-                other => anyhow::bail!("unknown outbox kind {other}"),
-            };
-            email.message_id = Some(message_id(outbox_id));
-            state.mailer.send(&email).await.map(|()| None)
+            if kind == Effect::EmailDonorReceipt {
+                emails::donor_receipt(state, &donation, &parties, name, address)
+            } else {
+                emails::donor_transfer_ended(state, &donation, &parties, name, address)
+            }
         }
-    }
+    };
+    email.message_id = Some(message_id(outbox_id));
+    state.mailer.send(&email).await.map(|()| None)
 }
 
 /// The `Message-ID` of an outbox row's email (RFC 5322: unique, `<left@right>`).

@@ -116,6 +116,48 @@ impl PaymentMethod {
     }
 }
 
+/// What a donation's arrival in a status must cause, stored as a `donation_outbox` row and
+/// delivered once by a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// The `donation.received` alert on the stream.
+    EventReceived,
+    /// Email to the streamer: a donation arrived.
+    EmailStreamerReceived,
+    /// Email to the donor: their receipt.
+    EmailDonorReceipt,
+    /// Email to the donor: the streamer rejected their transfer.
+    EmailDonorRejected,
+    /// Email to the donor: their transfer's time ran out.
+    EmailDonorExpired,
+}
+
+impl Effect {
+    pub const ALL: [Self; 5] = [
+        Self::EventReceived,
+        Self::EmailStreamerReceived,
+        Self::EmailDonorReceipt,
+        Self::EmailDonorRejected,
+        Self::EmailDonorExpired,
+    ];
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EventReceived => "event_received",
+            Self::EmailStreamerReceived => "email_streamer_received",
+            Self::EmailDonorReceipt => "email_donor_receipt",
+            Self::EmailDonorRejected => "email_donor_rejected",
+            Self::EmailDonorExpired => "email_donor_expired",
+        }
+    }
+
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|effect| effect.as_str() == s)
+    }
+}
+
 /// Stores an enum as its `as_str()` in a `text` column (whose CHECK constraint lists the
 /// values). A stored value this build does not know fails the row's decoding with an error
 /// that names it, rather than reading as some other value.
@@ -153,6 +195,7 @@ macro_rules! text_column {
 
 text_column!(DonationStatus, "donation status");
 text_column!(PaymentMethod, "payment method");
+text_column!(Effect, "outbox effect");
 
 /// A row of `donations`.
 #[derive(Debug, Clone, FromRow)]

@@ -13,7 +13,7 @@ use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::model::{CURRENCY, Donation, DonationStatus};
+use super::model::{CURRENCY, Donation, DonationStatus, Effect};
 use crate::jobs::Job;
 use crate::payments::midtrans::{TransactionStatus, Verdict};
 use crate::state::AppState;
@@ -109,18 +109,18 @@ async fn write_effects(
     to: DonationStatus,
 ) -> sqlx::Result<Vec<Uuid>> {
     let has_donor = donation.donor_id.is_some();
-    let kinds: &[&str] = match to {
+    let kinds: &[Effect] = match to {
         DonationStatus::Completed if has_donor => &[
-            "event_received",
-            "email_streamer_received",
-            "email_donor_receipt",
+            Effect::EventReceived,
+            Effect::EmailStreamerReceived,
+            Effect::EmailDonorReceipt,
         ],
-        DonationStatus::Completed => &["event_received", "email_streamer_received"],
+        DonationStatus::Completed => &[Effect::EventReceived, Effect::EmailStreamerReceived],
         DonationStatus::Rejected if has_donor && donation.is_bank_transfer() => {
-            &["email_donor_rejected"]
+            &[Effect::EmailDonorRejected]
         }
         DonationStatus::Expired if has_donor && donation.is_bank_transfer() => {
-            &["email_donor_expired"]
+            &[Effect::EmailDonorExpired]
         }
         _ => &[],
     };

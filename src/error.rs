@@ -13,6 +13,90 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+/// Declares [`ErrorCode`]: the variants and the text each one is in a problem document.
+macro_rules! error_codes {
+    ($($variant:ident => $code:literal,)*) => {
+        /// Every `code` a problem document can carry, in one list (the README's table is
+        /// checked against it). The status is the error's; most codes go with one.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($variant,)*
+        }
+
+        impl ErrorCode {
+            pub const ALL: &'static [Self] = &[$(Self::$variant,)*];
+
+            #[must_use]
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $code,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    // 400
+    MalformedJson => "malformed_json",
+    UnreadableBody => "unreadable_body",
+    BadRequest => "bad_request",
+    // 401
+    Unauthorized => "unauthorized",
+    NotAuthenticated => "not_authenticated",
+    InvalidToken => "invalid_token",
+    TokenExpired => "token_expired",
+    AccountDisabled => "account_disabled",
+    InvalidCredentials => "invalid_credentials",
+    InvalidRefreshToken => "invalid_refresh_token",
+    RefreshTokenReused => "refresh_token_reused",
+    InvalidSignature => "invalid_signature",
+    // 403
+    Forbidden => "forbidden",
+    NotAStreamer => "not_a_streamer",
+    // 404
+    NotFound => "not_found",
+    RouteNotFound => "route_not_found",
+    UnknownOrder => "unknown_order",
+    // 404 and 409
+    PayoutDetailsMissing => "payout_details_missing",
+    // 405
+    MethodNotAllowed => "method_not_allowed",
+    // 408
+    RequestTimeout => "request_timeout",
+    // 409
+    NotBankTransfer => "not_bank_transfer",
+    DonationExpired => "donation_expired",
+    DonationNotPending => "donation_not_pending",
+    StreamNotLive => "stream_not_live",
+    CannotDeactivateSelf => "cannot_deactivate_self",
+    // 413
+    PayloadTooLarge => "payload_too_large",
+    // 415
+    UnsupportedMediaType => "unsupported_media_type",
+    // 422
+    ValidationFailed => "validation_failed",
+    // 426
+    WebsocketRequired => "websocket_required",
+    UpgradeRequired => "upgrade_required",
+    // 429
+    TooManyLoginAttempts => "too_many_login_attempts",
+    TooManyRegistrations => "too_many_registrations",
+    TooManyRefreshes => "too_many_refreshes",
+    DonationRateLimited => "donation_rate_limited",
+    CommentRateLimited => "comment_rate_limited",
+    TooManyOverlays => "too_many_overlays",
+    // 500
+    InternalError => "internal_error",
+    // 502
+    PaymentProviderError => "payment_provider_error",
+    // 503
+    ServiceUnavailable => "service_unavailable",
+    NotReady => "not_ready",
+    ServiceBusy => "service_busy",
+    TooManyConnections => "too_many_connections",
+}
+
 /// Media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -73,12 +157,8 @@ pub struct Problem {
 
 impl Problem {
     #[must_use]
-    pub fn new(
-        status: StatusCode,
-        code: impl Into<Cow<'static, str>>,
-        detail: impl Into<Cow<'static, str>>,
-    ) -> Self {
-        let code = code.into();
+    pub fn new(status: StatusCode, code: ErrorCode, detail: impl Into<Cow<'static, str>>) -> Self {
+        let code = Cow::Borrowed(code.as_str());
         Self {
             kind: format!("urn:siaran:problem:{code}"),
             title: Cow::Borrowed(status.canonical_reason().unwrap_or("Error")),
@@ -122,42 +202,42 @@ pub enum AppError {
     #[error("{detail}")]
     BadRequest {
         status: StatusCode,
-        code: &'static str,
+        code: ErrorCode,
         detail: Cow<'static, str>,
     },
 
     /// No valid credentials (401).
     #[error("{detail}")]
     Unauthorized {
-        code: &'static str,
+        code: ErrorCode,
         detail: Cow<'static, str>,
     },
 
     /// Credentials are valid but do not allow this (403).
     #[error("{detail}")]
     Forbidden {
-        code: &'static str,
+        code: ErrorCode,
         detail: Cow<'static, str>,
     },
 
     /// The thing does not exist, or the caller may not know it does (404).
     #[error("{detail}")]
     NotFound {
-        code: &'static str,
+        code: ErrorCode,
         detail: Cow<'static, str>,
     },
 
     /// The request conflicts with the current state (409).
     #[error("{detail}")]
     Conflict {
-        code: &'static str,
+        code: ErrorCode,
         detail: Cow<'static, str>,
     },
 
     /// Too many attempts; retry after the given time (429).
     #[error("{detail}")]
     TooManyRequests {
-        code: &'static str,
+        code: ErrorCode,
         detail: Cow<'static, str>,
         retry_after: Duration,
     },
@@ -165,14 +245,14 @@ pub enum AppError {
     /// An upstream service (the payment gateway) failed or refused (502).
     #[error("{detail}")]
     BadGateway {
-        code: &'static str,
+        code: ErrorCode,
         detail: Cow<'static, str>,
     },
 
     /// The server is too busy for this request right now; retry after the given time (503).
     #[error("{detail}")]
     Busy {
-        code: &'static str,
+        code: ErrorCode,
         detail: Cow<'static, str>,
         retry_after: Duration,
     },
@@ -189,19 +269,19 @@ pub enum AppError {
 impl AppError {
     pub fn not_found(what: &'static str) -> Self {
         Self::NotFound {
-            code: "not_found",
+            code: ErrorCode::NotFound,
             detail: Cow::Owned(format!("{what} not found.")),
         }
     }
 
     pub fn forbidden(detail: impl Into<Cow<'static, str>>) -> Self {
         Self::Forbidden {
-            code: "forbidden",
+            code: ErrorCode::Forbidden,
             detail: detail.into(),
         }
     }
 
-    pub fn conflict(code: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
+    pub fn conflict(code: ErrorCode, detail: impl Into<Cow<'static, str>>) -> Self {
         Self::Conflict {
             code,
             detail: detail.into(),
@@ -224,7 +304,7 @@ impl AppError {
             Self::Validation(errors) => {
                 let mut p = Problem::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    "validation_failed",
+                    ErrorCode::ValidationFailed,
                     match errors.as_slice() {
                         [one] => Cow::Owned(one.message.to_string()),
                         _ => Cow::Borrowed("The request has invalid fields."),
@@ -275,7 +355,7 @@ impl AppError {
                 tracing::error!(cause = format!("{cause:#}"), "backing service unavailable");
                 Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "service_unavailable",
+                    ErrorCode::ServiceUnavailable,
                     "The service is temporarily unavailable. Please try again shortly.",
                 )
             }
@@ -283,7 +363,7 @@ impl AppError {
                 tracing::error!(cause = format!("{cause:#}"), "internal error");
                 Problem::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
+                    ErrorCode::InternalError,
                     "Something went wrong on our side.",
                 )
             }
@@ -327,7 +407,7 @@ impl From<crate::auth::password::HashError> for AppError {
     fn from(e: crate::auth::password::HashError) -> Self {
         match e {
             crate::auth::password::HashError::Busy { retry_after } => Self::Busy {
-                code: "service_busy",
+                code: ErrorCode::ServiceBusy,
                 detail: Cow::Borrowed(
                     "The server is busy checking passwords; please try again in a moment.",
                 ),
@@ -391,3 +471,38 @@ impl From<FieldError> for AppError {
 
 /// Result alias for handlers.
 pub type AppResult<T> = Result<T, AppError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_lists_every_error_code_and_no_other() {
+        let readme = include_str!("../README.md");
+        let table = readme
+            .split("| status | codes | when |")
+            .nth(1)
+            .expect("the README's table of error codes");
+        let listed: std::collections::BTreeSet<&str> = table
+            .lines()
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .filter_map(|row| row.split('|').nth(2))
+            .flat_map(|codes| codes.split(','))
+            .map(|code| code.trim().trim_matches('`'))
+            .collect();
+        let known: std::collections::BTreeSet<&str> =
+            ErrorCode::ALL.iter().map(|code| code.as_str()).collect();
+
+        let undocumented: Vec<_> = known.difference(&listed).collect();
+        let unknown: Vec<_> = listed.difference(&known).collect();
+        assert!(
+            undocumented.is_empty(),
+            "codes the README does not list: {undocumented:?}"
+        );
+        assert!(
+            unknown.is_empty(),
+            "README codes no error carries: {unknown:?}"
+        );
+    }
+}

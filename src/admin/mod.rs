@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::{StaffUser, refresh};
-use crate::error::{AppError, AppResult, Problem};
+use crate::error::{AppError, AppResult, ErrorCode, Problem};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::{PageParams, Paginated};
 use crate::state::AppState;
@@ -132,7 +132,7 @@ async fn deactivate_user(
 ) -> AppResult<Json<UserView>> {
     if id == staff.id {
         return Err(AppError::conflict(
-            "cannot_deactivate_self",
+            ErrorCode::CannotDeactivateSelf,
             "You cannot deactivate your own account.",
         ));
     }
@@ -312,7 +312,7 @@ async fn end_stream(
     // staff ending it at once get one 200 and one 409.
     if crate::streams::end_stream(&state, id).await?.is_none() {
         return Err(AppError::conflict(
-            "stream_not_live",
+            ErrorCode::StreamNotLive,
             "This stream is not live, so there is nothing to end.",
         ));
     }

@@ -10,7 +10,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 
 use crate::auth::jwt::TokenError;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::state::AppState;
 use crate::users::model::User;
 
@@ -37,7 +37,7 @@ impl FromRequestParts<AppState> for AuthUser {
         match bearer_token(parts)? {
             Some(token) => authenticate(state, token).await.map(Self),
             None => Err(AppError::Unauthorized {
-                code: "not_authenticated",
+                code: ErrorCode::NotAuthenticated,
                 detail: Cow::Borrowed("Log in to do this."),
             }),
         }
@@ -88,7 +88,7 @@ fn bearer_token(parts: &Parts) -> Result<Option<&str>, AppError> {
         .map(str::trim)
         .filter(|t| !t.is_empty());
     token.map(Some).ok_or(AppError::Unauthorized {
-        code: "invalid_token",
+        code: ErrorCode::InvalidToken,
         detail: Cow::Borrowed("Send the access token as `Authorization: Bearer <token>`."),
     })
 }
@@ -97,22 +97,22 @@ fn bearer_token(parts: &Parts) -> Result<Option<&str>, AppError> {
 pub async fn authenticate(state: &AppState, token: &str) -> Result<User, AppError> {
     let claims = state.jwt.verify(token).map_err(|e| match e {
         TokenError::Expired => AppError::Unauthorized {
-            code: "token_expired",
+            code: ErrorCode::TokenExpired,
             detail: Cow::Borrowed("Your session has expired; refresh the token or log in again."),
         },
         TokenError::Invalid => AppError::Unauthorized {
-            code: "invalid_token",
+            code: ErrorCode::InvalidToken,
             detail: Cow::Borrowed("The access token is not valid."),
         },
     })?;
     match User::find(&state.db, claims.sub).await? {
         Some(user) if user.is_active => Ok(user),
         Some(_) => Err(AppError::Unauthorized {
-            code: "account_disabled",
+            code: ErrorCode::AccountDisabled,
             detail: Cow::Borrowed("This account has been disabled."),
         }),
         None => Err(AppError::Unauthorized {
-            code: "invalid_token",
+            code: ErrorCode::InvalidToken,
             detail: Cow::Borrowed("The access token is not valid."),
         }),
     }

@@ -17,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::config::ACCESS_TOKEN_TTL;
-use crate::error::{AppError, AppResult, FieldError, Problem, constraint};
+use crate::error::{AppError, AppResult, ErrorCode, FieldError, Problem, constraint};
 use crate::http::extract::{ClientIp, Json};
 use crate::ratelimit::{RateLimiter, address_key};
 use crate::state::AppState;
@@ -116,7 +116,7 @@ async fn register(
         .acquire(&[(&address, state.config.limits.register_address)])
         .await
         .map_err(|refused| AppError::TooManyRequests {
-            code: "too_many_registrations",
+            code: ErrorCode::TooManyRegistrations,
             detail: Cow::Owned(format!(
                 "Too many accounts were registered from your address. Try again in {}.",
                 wait_in_words(refused.retry_after)
@@ -238,21 +238,21 @@ fn token_response(state: &AppState, user: User, refresh_token: String) -> TokenR
 
 fn invalid_credentials() -> AppError {
     AppError::Unauthorized {
-        code: "invalid_credentials",
+        code: ErrorCode::InvalidCredentials,
         detail: Cow::Borrowed("The username/email or password is incorrect."),
     }
 }
 
 fn account_disabled() -> AppError {
     AppError::Unauthorized {
-        code: "account_disabled",
+        code: ErrorCode::AccountDisabled,
         detail: Cow::Borrowed("This account has been disabled."),
     }
 }
 
 fn too_many_attempts(retry_after: Duration) -> AppError {
     AppError::TooManyRequests {
-        code: "too_many_login_attempts",
+        code: ErrorCode::TooManyLoginAttempts,
         detail: Cow::Owned(format!(
             "Too many failed logins. Try again in {}.",
             wait_in_words(retry_after)
@@ -383,7 +383,7 @@ async fn refresh_session(
         .acquire(&charges)
         .await
         .map_err(|refused| AppError::TooManyRequests {
-            code: "too_many_refreshes",
+            code: ErrorCode::TooManyRefreshes,
             detail: Cow::Borrowed("Too many token refreshes; wait a moment."),
             retry_after: refused.retry_after,
         })?;
@@ -396,11 +396,11 @@ async fn refresh_session(
         .await
         .map_err(|e| match e {
             refresh::RefreshError::Invalid => AppError::Unauthorized {
-                code: "invalid_refresh_token",
+                code: ErrorCode::InvalidRefreshToken,
                 detail: Cow::Borrowed("The refresh token is not valid; log in again."),
             },
             refresh::RefreshError::Reused => AppError::Unauthorized {
-                code: "refresh_token_reused",
+                code: ErrorCode::RefreshTokenReused,
                 detail: Cow::Borrowed(
                     "This refresh token was already used; the session has been ended for safety.",
                 ),

@@ -12,7 +12,7 @@ use sqlx::FromRow;
 use uuid::Uuid;
 
 use super::Comment;
-use crate::error::{AppError, AppResult, FieldError};
+use crate::error::{AppError, AppResult, ErrorCode, FieldError};
 use crate::live::events::{CommentDeleted, EventData};
 use crate::ratelimit::{Limit, RateLimiter};
 use crate::state::AppState;
@@ -78,7 +78,7 @@ pub async fn post(
         .await
     {
         return Err(AppError::TooManyRequests {
-            code: "comment_rate_limited",
+            code: ErrorCode::CommentRateLimited,
             detail: Cow::Borrowed("You are commenting too fast; wait a few seconds."),
             retry_after,
         });

@@ -30,7 +30,7 @@ use uuid::Uuid;
 
 use super::Comment;
 use super::service::CommentContent;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::live::events::{CommentCreated, EventData, Events, PublishError};
 use crate::users::model::PublicUser;
 
@@ -156,7 +156,7 @@ impl Refusal {
         match self {
             Self::Missing => AppError::not_found("Stream"),
             Self::NotLive => AppError::conflict(
-                "stream_not_live",
+                ErrorCode::StreamNotLive,
                 "Comments can be posted only while the stream is live.",
             ),
             Self::Failed {

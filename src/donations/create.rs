@@ -19,7 +19,7 @@ use super::service::{self, Source};
 use super::settings::{PayoutAccount, blocked_words};
 use super::views;
 use crate::auth::AuthUser;
-use crate::error::{AppError, AppResult, FieldError, Problem, constraint};
+use crate::error::{AppError, AppResult, ErrorCode, FieldError, Problem, constraint};
 use crate::http::extract::{ClientIp, Json, Path};
 use crate::payments::midtrans::{
     Callbacks, CustomerDetails, Expiry, ItemDetails, SnapRequest, TransactionDetails,
@@ -136,7 +136,7 @@ pub(super) async fn create_donation(
         ])
         .await
         .map_err(|refused| AppError::TooManyRequests {
-            code: "donation_rate_limited",
+            code: ErrorCode::DonationRateLimited,
             detail: Cow::Borrowed("You are starting donations too fast; wait a minute."),
             retry_after: refused.retry_after,
         })?;
@@ -315,7 +315,7 @@ async fn pay_with_midtrans(
             )
             .await?;
             Err(AppError::BadGateway {
-                code: "payment_provider_error",
+                code: ErrorCode::PaymentProviderError,
                 detail: Cow::Owned(format!(
                     "{reason} Your donation was not charged; please try again in a moment."
                 )),
@@ -331,7 +331,7 @@ async fn pay_by_transfer(
 ) -> AppResult<CreatedDonation> {
     let Some(account) = PayoutAccount::find(&state.db, streamer_id).await? else {
         return Err(AppError::conflict(
-            "payout_details_missing",
+            ErrorCode::PayoutDetailsMissing,
             "This streamer has not set up a bank account for transfers yet; donate online instead.",
         ));
     };

@@ -19,7 +19,7 @@ use super::model::{DonationStatus, DonationView};
 use super::service::{self, Source};
 use super::views;
 use crate::auth::AuthUser;
-use crate::error::{AppError, AppResult, FieldError, Problem};
+use crate::error::{AppError, AppResult, ErrorCode, FieldError, Problem};
 use crate::http::extract::{Json, Path, parse_json};
 use crate::state::AppState;
 use crate::users::model::User;
@@ -85,7 +85,7 @@ async fn decide(
     }
     if !donation.is_bank_transfer() {
         return Err(AppError::conflict(
-            "not_bank_transfer",
+            ErrorCode::NotBankTransfer,
             "Only bank transfers are confirmed by hand; Midtrans payments confirm themselves.",
         ));
     }
@@ -132,7 +132,7 @@ async fn decide(
         DonationStatus::Expired => return Err(expired_conflict()),
         other => {
             return Err(AppError::conflict(
-                "donation_not_pending",
+                ErrorCode::DonationNotPending,
                 format!("This donation is already {}.", other.as_str()),
             ));
         }
@@ -142,7 +142,7 @@ async fn decide(
     service::dispatch(state, &outbox).await;
     let Some((updated, outbox)) = changed else {
         return Err(AppError::conflict(
-            "donation_not_pending",
+            ErrorCode::DonationNotPending,
             "This donation can no longer change.",
         ));
     };
@@ -152,7 +152,7 @@ async fn decide(
 
 fn expired_conflict() -> AppError {
     AppError::conflict(
-        "donation_expired",
+        ErrorCode::DonationExpired,
         "This bank transfer expired before it was confirmed. If the money did arrive, confirm it with {\"late\": true}.",
     )
 }

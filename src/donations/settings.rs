@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::AuthUser;
-use crate::error::{AppError, AppResult, FieldError, Problem};
+use crate::error::{AppError, AppResult, ErrorCode, FieldError, Problem};
 use crate::http::extract::Json;
 use crate::state::AppState;
 
@@ -115,7 +115,7 @@ pub(super) async fn get_payout(
 
 fn missing_payout() -> AppError {
     AppError::NotFound {
-        code: "payout_details_missing",
+        code: ErrorCode::PayoutDetailsMissing,
         detail: "No bank account for transfers has been set yet.".into(),
     }
 }

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::error::{AppError, AppResult, Problem};
+use crate::error::{AppError, AppResult, ErrorCode, Problem};
 use crate::http::extract::Json;
 use crate::jobs::Job;
 use crate::state::AppState;
@@ -47,7 +47,7 @@ pub struct NotificationReceipt {
 
 fn bad_signature() -> AppError {
     AppError::Unauthorized {
-        code: "invalid_signature",
+        code: ErrorCode::InvalidSignature,
         detail: Cow::Borrowed("The notification's signature_key does not match."),
     }
 }
@@ -79,7 +79,7 @@ pub(super) async fn notification(
     };
     let signed: Signed = serde_json::from_slice(&body).map_err(|_| AppError::BadRequest {
         status: axum::http::StatusCode::BAD_REQUEST,
-        code: "malformed_json",
+        code: ErrorCode::MalformedJson,
         detail: Cow::Borrowed("The notification is not a JSON object of strings."),
     })?;
     let (Some(order_id), Some(status_code), Some(gross_amount), Some(signature_key)) = (
@@ -109,7 +109,7 @@ pub(super) async fn notification(
     let Some(donation_id) = donation_id else {
         tracing::warn!(order_id, "Midtrans notification for an unknown order");
         return Err(AppError::NotFound {
-            code: "unknown_order",
+            code: ErrorCode::UnknownOrder,
             detail: Cow::Borrowed("No donation has this order id."),
         });
     };

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::{AppError, FieldError};
+use crate::error::{AppError, ErrorCode, FieldError};
 use crate::state::AppState;
 
 /// JSON request body (and response body).
@@ -34,7 +34,7 @@ where
         if !has_json_content_type(&req) {
             return Err(AppError::BadRequest {
                 status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                code: "unsupported_media_type",
+                code: ErrorCode::UnsupportedMediaType,
                 detail: Cow::Borrowed(
                     "Send the body as JSON with `Content-Type: application/json`.",
                 ),
@@ -75,13 +75,13 @@ fn bytes_rejection(rejection: &BytesRejection) -> AppError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         AppError::BadRequest {
             status: StatusCode::PAYLOAD_TOO_LARGE,
-            code: "payload_too_large",
+            code: ErrorCode::PayloadTooLarge,
             detail: Cow::Borrowed("The request body is too large."),
         }
     } else {
         AppError::BadRequest {
             status: StatusCode::BAD_REQUEST,
-            code: "unreadable_body",
+            code: ErrorCode::UnreadableBody,
             detail: Cow::Borrowed("The request body could not be read."),
         }
     }
@@ -96,7 +96,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     }
     let malformed = |e: &serde_json::Error| AppError::BadRequest {
         status: StatusCode::BAD_REQUEST,
-        code: "malformed_json",
+        code: ErrorCode::MalformedJson,
         detail: Cow::Owned(format!("The request body is not valid JSON: {e}.")),
     };
     let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -251,7 +251,7 @@ where
         // Nothing is named with a NUL in it.
         if parts.uri.path().contains("%00") {
             return Err(AppError::NotFound {
-                code: "not_found",
+                code: ErrorCode::NotFound,
                 detail: Cow::Borrowed("No such resource."),
             });
         }
@@ -260,7 +260,7 @@ where
             Err(rejection) => {
                 tracing::debug!(%rejection, "path parameters did not parse");
                 Err(AppError::NotFound {
-                    code: "not_found",
+                    code: ErrorCode::NotFound,
                     detail: Cow::Borrowed("No such resource."),
                 })
             }
@@ -350,7 +350,7 @@ mod tests {
         assert!(matches!(
             err,
             AppError::BadRequest {
-                code: "malformed_json",
+                code: ErrorCode::MalformedJson,
                 ..
             }
         ));
@@ -358,7 +358,7 @@ mod tests {
         assert!(matches!(
             err,
             AppError::BadRequest {
-                code: "malformed_json",
+                code: ErrorCode::MalformedJson,
                 ..
             }
         ));

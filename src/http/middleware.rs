@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::config::Config;
-use crate::error::{PROBLEM_JSON, Problem};
+use crate::error::{ErrorCode, PROBLEM_JSON, Problem};
 
 /// The Content-Security-Policy of every response: the app's own scripts, styles, media and
 /// sockets; Snap.js and its payment frame from the configured Midtrans origins (the real ones,
@@ -127,31 +127,40 @@ fn is_problem(response: &Response) -> bool {
     response.headers().get(header::CONTENT_TYPE) == Some(&HeaderValue::from_static(PROBLEM_JSON))
 }
 
-fn generic_problem(status: StatusCode) -> (&'static str, &'static str) {
+fn generic_problem(status: StatusCode) -> (ErrorCode, &'static str) {
     match status {
-        StatusCode::BAD_REQUEST => ("bad_request", "The request could not be understood."),
-        StatusCode::UNAUTHORIZED => ("unauthorized", "Authentication is required."),
-        StatusCode::FORBIDDEN => ("forbidden", "You are not allowed to do this."),
-        StatusCode::NOT_FOUND => ("not_found", "No such resource."),
+        StatusCode::BAD_REQUEST => (
+            ErrorCode::BadRequest,
+            "The request could not be understood.",
+        ),
+        StatusCode::UNAUTHORIZED => (ErrorCode::Unauthorized, "Authentication is required."),
+        StatusCode::FORBIDDEN => (ErrorCode::Forbidden, "You are not allowed to do this."),
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, "No such resource."),
         StatusCode::METHOD_NOT_ALLOWED => (
-            "method_not_allowed",
+            ErrorCode::MethodNotAllowed,
             "This method is not allowed on this resource.",
         ),
-        StatusCode::REQUEST_TIMEOUT => ("request_timeout", "The request took too long."),
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "The request body is too large."),
+        StatusCode::REQUEST_TIMEOUT => (ErrorCode::RequestTimeout, "The request took too long."),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            (ErrorCode::PayloadTooLarge, "The request body is too large.")
+        }
         StatusCode::UNSUPPORTED_MEDIA_TYPE => (
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "This content type is not supported.",
         ),
-        StatusCode::UPGRADE_REQUIRED => {
-            ("upgrade_required", "This endpoint speaks WebSocket only.")
-        }
+        StatusCode::UPGRADE_REQUIRED => (
+            ErrorCode::UpgradeRequired,
+            "This endpoint speaks WebSocket only.",
+        ),
         StatusCode::SERVICE_UNAVAILABLE => (
-            "service_unavailable",
+            ErrorCode::ServiceUnavailable,
             "The service is temporarily unavailable.",
         ),
-        s if s.is_server_error() => ("internal_error", "Something went wrong on our side."),
-        _ => ("bad_request", "The request could not be processed."),
+        s if s.is_server_error() => (
+            ErrorCode::InternalError,
+            "Something went wrong on our side.",
+        ),
+        _ => (ErrorCode::BadRequest, "The request could not be processed."),
     }
 }
 
@@ -166,7 +175,7 @@ pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
     tracing::error!(panic = message, "handler panicked");
     Problem::new(
         StatusCode::INTERNAL_SERVER_ERROR,
-        "internal_error",
+        ErrorCode::InternalError,
         "Something went wrong on our side.",
     )
     .into_response()

@@ -27,7 +27,7 @@ use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::error::Problem;
+use crate::error::{ErrorCode, Problem};
 use crate::state::AppState;
 use crate::{admin, auth, comments, donations, live, openapi, streams, users};
 
@@ -88,7 +88,7 @@ pub fn router(state: AppState) -> Router {
 fn route_not_found() -> Response {
     Problem::new(
         StatusCode::NOT_FOUND,
-        "route_not_found",
+        ErrorCode::RouteNotFound,
         "There is nothing at this address.",
     )
     .into_response()

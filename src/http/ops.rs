@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::Problem;
+use crate::error::{ErrorCode, Problem};
 use crate::http::extract::Json;
 use crate::state::AppState;
 
@@ -70,7 +70,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, Proble
         })),
         (postgres, redis) => Err(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
+            ErrorCode::NotReady,
             format!(
                 "PostgreSQL: {}; Redis: {}",
                 state_of(postgres),

@@ -212,11 +212,11 @@ fn refusal() -> &'static [u8] {
     static RESPONSE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     RESPONSE.get_or_init(|| {
         let body = serde_json::json!({
-            "type": "urn:siaran:problem:too_many_connections",
+            "type": format!("urn:siaran:problem:{}", crate::error::ErrorCode::TooManyConnections.as_str()),
             "title": "Service Unavailable",
             "status": 503,
             "detail": "The server has too many open connections; try again in a few seconds.",
-            "code": "too_many_connections",
+            "code": crate::error::ErrorCode::TooManyConnections.as_str(),
             "retry_after": REFUSAL_RETRY_AFTER_SECS,
         })
         .to_string();

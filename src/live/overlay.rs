@@ -43,7 +43,7 @@ use super::protocol::{
 };
 use super::socket::{admit, replay, websocket_required};
 use crate::auth::AuthUser;
-use crate::error::{AppError, AppResult, Problem};
+use crate::error::{AppError, AppResult, ErrorCode, Problem};
 use crate::http::extract::{ClientIp, Json, Path, Query};
 use crate::state::AppState;
 use crate::users::model::PublicUser;
@@ -123,7 +123,7 @@ pub(crate) async fn create_token(
 ) -> AppResult<Response> {
     if !user.is_streamer {
         return Err(AppError::Forbidden {
-            code: "not_a_streamer",
+            code: ErrorCode::NotAStreamer,
             detail: Cow::Borrowed("Only streamers have an overlay; opt in to streaming first."),
         });
     }
@@ -265,7 +265,7 @@ pub(crate) async fn overlay_socket(
             &state.events.overlay_channel(),
         )
         .map_err(|cap| AppError::TooManyRequests {
-            code: "too_many_overlays",
+            code: ErrorCode::TooManyOverlays,
             detail: Cow::Borrowed(match cap {
                 CapExceeded::Token => {
                     "This overlay link has as many overlays open as allowed; close one first."

@@ -24,7 +24,7 @@ use super::protocol::{
 };
 use crate::auth::extract::authenticate;
 use crate::comments;
-use crate::error::{AppError, AppResult, Problem};
+use crate::error::{AppError, AppResult, ErrorCode, Problem};
 use crate::http::extract::{Path, Query};
 use crate::state::AppState;
 use crate::users::model::PublicUser;
@@ -101,7 +101,7 @@ pub(crate) fn websocket_required(rejection: &WebSocketUpgradeRejection) -> AppEr
     tracing::debug!(%rejection, "not a WebSocket upgrade");
     AppError::BadRequest {
         status: StatusCode::UPGRADE_REQUIRED,
-        code: "websocket_required",
+        code: ErrorCode::WebsocketRequired,
         detail: Cow::Borrowed(
             "This address speaks WebSocket only: send a WebSocket upgrade request.",
         ),
@@ -116,7 +116,7 @@ pub(crate) fn admit(state: &AppState) -> AppResult<OwnedSemaphorePermit> {
         .admit()
         .ok_or_else(|| AppError::BadRequest {
             status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "too_many_connections",
+            code: ErrorCode::TooManyConnections,
             detail: Cow::Borrowed(
                 "This server has as many open sockets as it accepts; try again shortly.",
             ),
@@ -301,7 +301,7 @@ impl Session {
     async fn comment(&self, content: &str) -> Result<(), AppError> {
         let Some(token) = &self.token else {
             return Err(AppError::Unauthorized {
-                code: "not_authenticated",
+                code: ErrorCode::NotAuthenticated,
                 detail: Cow::Borrowed(
                     "Send an access token (`token` in the URL or an `auth` message) to comment.",
                 ),

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use uuid::Uuid;
 
-use crate::error::{AppError, AppResult, Problem};
+use crate::error::{AppError, AppResult, ErrorCode, Problem};
 use crate::http::extract::Path;
 use crate::state::AppState;
 
@@ -86,7 +86,7 @@ pub(super) async fn serve(
     Path((stream_id, file)): Path<(Uuid, String)>,
 ) -> AppResult<Response> {
     let kind = HlsFile::parse(&file).ok_or_else(|| AppError::NotFound {
-        code: "not_found",
+        code: ErrorCode::NotFound,
         detail: Cow::Borrowed("No such HLS file."),
     })?;
     let dir = media::stream_dir(&state.config.hls_dir, &stream_id.to_string());
@@ -99,7 +99,7 @@ pub(super) async fn serve(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(if tokio::fs::try_exists(&dir).await.unwrap_or(false) {
                 AppError::NotFound {
-                    code: "not_found",
+                    code: ErrorCode::NotFound,
                     detail: Cow::Borrowed("No such HLS file (it may have left the live window)."),
                 }
             } else {

@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::AuthUser;
-use crate::error::{AppError, AppResult, FieldError, Problem};
+use crate::error::{AppError, AppResult, ErrorCode, FieldError, Problem};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::{PageParams, Paginated};
 use crate::state::AppState;
@@ -293,7 +293,7 @@ async fn stop_stream(
     owned_stream(&state, id, &user).await?;
     if end_stream(&state, id).await?.is_none() {
         return Err(AppError::conflict(
-            "stream_not_live",
+            ErrorCode::StreamNotLive,
             "The stream is not live.",
         ));
     }
@@ -382,7 +382,7 @@ async fn ingest_settings(
 /// The not-found answer for streams, shared with HLS serving.
 pub(crate) fn stream_not_found() -> AppError {
     AppError::NotFound {
-        code: "not_found",
+        code: ErrorCode::NotFound,
         detail: Cow::Borrowed("Stream not found."),
     }
 }

@@ -51,57 +51,68 @@ pub const HISTORY_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(
 /// The last this many events of a stream are kept whatever their age (up to a day).
 pub const HISTORY_MIN_EVENTS: i64 = 1_000;
 
-/// Everything that can happen on a stream, as `{"type": ..., "data": ...}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "type", content = "data")]
-pub enum EventData {
-    #[serde(rename = "comment.created")]
-    CommentCreated(CommentCreated),
-    #[serde(rename = "comment.deleted")]
-    CommentDeleted(CommentDeleted),
-    #[serde(rename = "donation.received")]
-    DonationReceived(DonationReceived),
-    #[serde(rename = "stream.live")]
-    StreamLive(StreamLive),
-    #[serde(rename = "stream.ended")]
-    StreamEnded(StreamEnded),
-    #[serde(rename = "stream.health")]
-    StreamHealth(StreamHealth),
-    #[serde(rename = "stream.error")]
-    StreamError(StreamError),
-    #[serde(rename = "viewers.count")]
-    ViewersCount(ViewersCount),
+/// Declares [`EventData`] and [`EventKind`] from one list, so that an event's `type` tag is
+/// written once: serde's tag, [`EventKind::as_str`] (the log's `kind` column, the hub, the
+/// overlay) and the OpenAPI schema all come from it.
+macro_rules! events {
+    ($($(#[$doc:meta])* $variant:ident($data:ty) => $tag:literal,)*) => {
+        /// Everything that can happen on a stream, as `{"type": ..., "data": ...}`.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+        #[serde(tag = "type", content = "data")]
+        pub enum EventData {
+            $($(#[$doc])* #[serde(rename = $tag)] $variant($data),)*
+        }
+
+        /// What kind of event: [`EventData`]'s `type` without its data.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum EventKind {
+            $($variant,)*
+        }
+
+        impl EventKind {
+            pub const ALL: &'static [Self] = &[$(Self::$variant,)*];
+
+            /// The `type` tag, e.g. `comment.created`.
+            #[must_use]
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $tag,)*
+                }
+            }
+
+            #[must_use]
+            pub fn parse(tag: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|kind| kind.as_str() == tag)
+            }
+        }
+
+        impl EventData {
+            #[must_use]
+            pub fn kind(&self) -> EventKind {
+                match self {
+                    $(Self::$variant(_) => EventKind::$variant,)*
+                }
+            }
+
+            /// The `data` object as JSON.
+            pub fn data_json(&self) -> serde_json::Result<String> {
+                match self {
+                    $(Self::$variant(d) => serde_json::to_string(d),)*
+                }
+            }
+        }
+    };
 }
 
-impl EventData {
-    /// The `type` tag, e.g. `comment.created`.
-    #[must_use]
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::CommentCreated(_) => "comment.created",
-            Self::CommentDeleted(_) => "comment.deleted",
-            Self::DonationReceived(_) => "donation.received",
-            Self::StreamLive(_) => "stream.live",
-            Self::StreamEnded(_) => "stream.ended",
-            Self::StreamHealth(_) => "stream.health",
-            Self::StreamError(_) => "stream.error",
-            Self::ViewersCount(_) => "viewers.count",
-        }
-    }
-
-    /// The `data` object as JSON.
-    pub fn data_json(&self) -> serde_json::Result<String> {
-        match self {
-            Self::CommentCreated(d) => serde_json::to_string(d),
-            Self::CommentDeleted(d) => serde_json::to_string(d),
-            Self::DonationReceived(d) => serde_json::to_string(d),
-            Self::StreamLive(d) => serde_json::to_string(d),
-            Self::StreamEnded(d) => serde_json::to_string(d),
-            Self::StreamHealth(d) => serde_json::to_string(d),
-            Self::StreamError(d) => serde_json::to_string(d),
-            Self::ViewersCount(d) => serde_json::to_string(d),
-        }
-    }
+events! {
+    CommentCreated(CommentCreated) => "comment.created",
+    CommentDeleted(CommentDeleted) => "comment.deleted",
+    DonationReceived(DonationReceived) => "donation.received",
+    StreamLive(StreamLive) => "stream.live",
+    StreamEnded(StreamEnded) => "stream.ended",
+    StreamHealth(StreamHealth) => "stream.health",
+    StreamError(StreamError) => "stream.error",
+    ViewersCount(ViewersCount) => "viewers.count",
 }
 
 /// A comment was posted.
@@ -319,7 +330,7 @@ impl Events {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let kinds: Vec<&str> = events.iter().map(EventData::kind).collect();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind().as_str()).collect();
         let data = events
             .iter()
             .map(EventData::data_json)
@@ -356,7 +367,7 @@ impl Events {
         let mut recorded = Vec::with_capacity(events.len());
         for (offset, (event, data)) in events.into_iter().zip(&data).enumerate() {
             let id = before + offset as u64 + 1;
-            let wire = encode_wire(event.kind(), id, ts, stream_id, data)?;
+            let wire = encode_wire(event.kind().as_str(), id, ts, stream_id, data)?;
             recorded.push(Recorded {
                 envelope: Envelope {
                     id,
@@ -394,7 +405,7 @@ impl Events {
         .await;
         self.notify_overlays(recorded).await;
         for event in recorded {
-            metrics::counter!("live_events_published_total", "type" => event.envelope.event.kind())
+            metrics::counter!("live_events_published_total", "type" => event.envelope.event.kind().as_str())
                 .increment(1);
         }
         if let Err(e) = result {
@@ -537,5 +548,22 @@ impl Events {
         .await?
         .rows_affected();
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_reads_back_from_its_tag_and_serde_writes_the_same_tag() {
+        for kind in EventKind::ALL {
+            assert_eq!(EventKind::parse(kind.as_str()), Some(*kind));
+        }
+        assert_eq!(EventKind::parse("comment.updated"), None);
+        let event = EventData::ViewersCount(ViewersCount { count: 3 });
+        let json = serde_json::to_value(&event).expect("an event serialises");
+        assert_eq!(json["type"], event.kind().as_str());
+        assert_eq!(event.kind(), EventKind::ViewersCount);
     }
 }

@@ -37,7 +37,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::LiveConfig;
-use super::events::{Events, LoggedEvent};
+use super::events::{EventKind, Events, LoggedEvent};
 use super::relay::{self, Inbound};
 
 /// How long a hub without sockets lingers (so a reconnecting socket finds it warm).
@@ -91,10 +91,10 @@ struct CountBody {
 
 impl FrameKind {
     fn of(kind: &str, text: &str) -> Self {
-        match kind {
-            "donation.received" => Self::DonationReceived,
-            "stream.ended" => Self::StreamEnded,
-            "viewers.count" => serde_json::from_str::<CountBody>(text)
+        match EventKind::parse(kind) {
+            Some(EventKind::DonationReceived) => Self::DonationReceived,
+            Some(EventKind::StreamEnded) => Self::StreamEnded,
+            Some(EventKind::ViewersCount) => serde_json::from_str::<CountBody>(text)
                 .map_or(Self::Other, |body| Self::ViewersCount(body.data.count)),
             _ => Self::Other,
         }

@@ -36,6 +36,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::connection::{Connection, Next, SocketMetrics, Stop, configure};
+use super::events::EventKind;
 use super::hub::{Audience, FrameKind, Subscription};
 use super::notices::{CapExceeded, Notice, Slot};
 use super::protocol::{
@@ -53,7 +54,7 @@ const PREFIX: &str = "sov_";
 const RETRY_ATTACH: Duration = Duration::from_secs(2);
 /// What a refused overlay is told to wait before retrying.
 const CAP_RETRY_AFTER: Duration = Duration::from_secs(10);
-const DONATION: &str = "donation.received";
+const DONATION: &str = EventKind::DonationReceived.as_str();
 
 /// The request path as logs may show it: overlay tokens (`/ws/overlay/{token}` and the page
 /// `/overlay/{token}`) are secrets and are masked.

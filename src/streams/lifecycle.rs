@@ -24,7 +24,7 @@ fn health_key(state: &AppState, stream_id: Uuid) -> String {
 }
 
 async fn announce(state: &AppState, stream_id: Uuid, event: EventData) {
-    let kind = event.kind();
+    let kind = event.kind().as_str();
     if let Err(e) = state.events.publish(stream_id, event).await {
         tracing::warn!(%stream_id, kind, cause = %e, "publishing a stream event failed");
     }

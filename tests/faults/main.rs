@@ -191,6 +191,26 @@ pub(crate) async fn overlay_of(client: &reqwest::Client, port: u16, streamer: &s
     Received::listen(format!("ws://127.0.0.1:{port}/ws/overlay/{token}")).await
 }
 
+/// `POST /api/streams/{stream_id}/donations` as `donor`: the answer's body.
+pub(crate) async fn donate(
+    client: &reqwest::Client,
+    base: &str,
+    stream_id: Uuid,
+    donor: &str,
+    body: &Value,
+) -> Value {
+    client
+        .post(format!("{base}/api/streams/{stream_id}/donations"))
+        .bearer_auth(donor)
+        .json(body)
+        .send()
+        .await
+        .expect("creating a donation")
+        .json()
+        .await
+        .expect("the donation")
+}
+
 /// A bank transfer from `donor` that the streamer confirms; the donation's id.
 async fn transfer_confirmed(
     client: &reqwest::Client,
@@ -210,19 +230,15 @@ async fn transfer_confirmed(
         .await
         .expect("setting the payout account");
     assert!(payout.status().is_success(), "payout: {}", payout.status());
-    let created: Value = client
-        .post(format!("{base}/api/streams/{stream_id}/donations"))
-        .bearer_auth(donor)
-        .json(
-            &serde_json::json!({"amount": 25_000, "payment_method": "bank_transfer",
-                                  "message": "after the crash"}),
-        )
-        .send()
-        .await
-        .expect("creating a donation")
-        .json()
-        .await
-        .expect("the donation");
+    let created = donate(
+        client,
+        base,
+        stream_id,
+        donor,
+        &serde_json::json!({"amount": 25_000, "payment_method": "bank_transfer",
+                            "message": "after the crash"}),
+    )
+    .await;
     let id = created["donation"]["id"]
         .as_str()
         .unwrap_or_else(|| panic!("{created}"))

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use siaran::payments::sandbox::{Sandbox, SandboxSettings};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -88,16 +88,9 @@ async fn shop() -> Shop {
     let (stream_id, donor) = streamer_and_donor(&db).await;
     let mut orders = Vec::with_capacity(DONATIONS);
     for i in 0..DONATIONS {
-        let created: Value = client
-            .post(format!("{base}/api/streams/{stream_id}/donations"))
-            .bearer_auth(&donor)
-            .json(&json!({"amount": 10_000 + i, "payment_method": "midtrans", "message": format!("#{i}")}))
-            .send()
-            .await
-            .expect("creating a donation")
-            .json()
-            .await
-            .expect("the donation");
+        let body =
+            json!({"amount": 10_000 + i, "payment_method": "midtrans", "message": format!("#{i}")});
+        let created = crate::donate(&client, &base, stream_id, &donor, &body).await;
         orders.push(
             created["donation"]["transaction_id"]
                 .as_str()

@@ -144,7 +144,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             )
             .await?;
             db::migrate(&pool).await?;
-            let state = startup::build_state(config, pool).await?;
+            let state = startup::build_state(config, pool, media::IngestHandle::detached()).await?;
             let stop = state.shutdown.clone();
             tokio::spawn(async move {
                 shutdown_signal().await;

@@ -63,8 +63,7 @@ impl Application {
                 .with_context(|| {
                     format!("binding RTMP on {} (SIARAN_RTMP_ADDR)", config.rtmp_addr)
                 })?;
-        let mut state = build_state(config, db).await?;
-        state.ingest = ingest.handle();
+        let state = build_state(config, db, ingest.handle()).await?;
         // Sockets, the Redis subscription and viewer counts belong to serving processes only.
         Live::start(&state);
         let router = http::router(state.clone());
@@ -144,8 +143,15 @@ impl Application {
     }
 }
 
-/// The shared state of a server or worker process, on an existing, migrated pool.
-pub async fn build_state(config: Config, db: PgPool) -> anyhow::Result<AppState> {
+/// The shared state of a server or worker process, on an existing, migrated pool. `ingest` is
+/// the process's RTMP ingest: the bound server's handle, or [`media::IngestHandle::detached`]
+/// for a process that accepts no RTMP (the worker), which can stop no publisher itself (the
+/// ingesting process does at its next heartbeat).
+pub async fn build_state(
+    config: Config,
+    db: PgPool,
+    ingest: media::IngestHandle,
+) -> anyhow::Result<AppState> {
     let jwt = JwtKeys::new(&config.resolve_jwt_secret()?);
     let redis = Redis::new(&config.redis_url, &config.redis_prefix).context("parsing REDIS_URL")?;
     if let Err(e) = redis.ping().await {
@@ -166,8 +172,6 @@ pub async fn build_state(config: Config, db: PgPool) -> anyhow::Result<AppState>
             "MIDTRANS_SERVER_KEY is not set: online payment is off (bank transfers still work)"
         );
     }
-    // A process without an RTMP listener (the worker) cannot stop a publisher itself.
-    let ingest = media::IngestHandle::detached();
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     let events = Events::new(db.clone(), redis.clone());

@@ -71,11 +71,7 @@ async fn live_stream_with_authors(db: &PgPool, authors: usize) -> (Uuid, Vec<Str
     .fetch_all(db)
     .await
     .expect("viewers");
-    let keys = siaran::auth::jwt::JwtKeys::new(JWT_SECRET.as_bytes());
-    (
-        stream_id,
-        ids.into_iter().map(|id| keys.issue(id)).collect(),
-    )
+    (stream_id, ids.into_iter().map(token_for).collect())
 }
 
 /// Everything a socket received, collected by a task until the test drops it.
@@ -169,7 +165,12 @@ pub(crate) async fn streamer_token(db: &PgPool, stream_id: Uuid) -> String {
         .fetch_one(db)
         .await
         .expect("the stream's streamer");
-    siaran::auth::jwt::JwtKeys::new(JWT_SECRET.as_bytes()).issue(streamer)
+    token_for(streamer)
+}
+
+/// An access token for `user`, signed with the key the test's server uses.
+pub(crate) fn token_for(user: Uuid) -> String {
+    siaran::auth::jwt::JwtKeys::new(JWT_SECRET.as_bytes()).issue(user)
 }
 
 /// The streamer's OBS overlay socket, opened with a new overlay token.

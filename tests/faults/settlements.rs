@@ -10,7 +10,7 @@ use siaran::payments::sandbox::{Sandbox, SandboxSettings};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::procs::{JWT_SECRET, Postgres, Redis, Siaran};
+use crate::procs::{Postgres, Redis, Siaran};
 use crate::smtp_sink::SmtpSink;
 use crate::{Received, pool, tail, wait_until_ready};
 
@@ -27,8 +27,7 @@ async fn streamer_and_donor(db: &PgPool) -> (Uuid, String) {
     .fetch_one(db)
     .await
     .expect("a donor");
-    let token = siaran::auth::jwt::JwtKeys::new(JWT_SECRET.as_bytes()).issue(donor);
-    (stream_id, token)
+    (stream_id, crate::token_for(donor))
 }
 
 /// Everything a settlement fault test runs against, with `DONATIONS` pending online

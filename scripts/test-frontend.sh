@@ -16,7 +16,7 @@ say "build"
 FORCE=1 "$root/scripts/build-frontend.sh"
 
 # The scenario runs the debug server; after `make test`'s cargo step this build is a no-op.
-say "cargo build --bin siaran (debug)"
-(cd "$root" && cargo build --locked --quiet --bin siaran)
+say "cargo build: siaran and fake-midtrans (debug)"
+(cd "$root" && cargo build --locked --quiet --bin siaran --bin fake-midtrans)
 say "end-to-end in headless Chromium"
 SIARAN_BIN="$root/target/debug/siaran" node e2e/run.mjs

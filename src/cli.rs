@@ -1,5 +1,5 @@
 //! The `siaran` command line: serve (default), worker, migrate, create-superuser,
-//! generate-dummy-data.
+//! generate-dummy-data, openapi.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -44,6 +44,8 @@ enum Command {
     },
     /// Fill the database with demo users, streams, donations and comments. Safe to run twice.
     GenerateDummyData,
+    /// Print the OpenAPI document (what `/api/openapi.json` serves) and exit; needs no database.
+    Openapi,
     /// Run background job workers only (no HTTP); add these to scale job capacity.
     Worker {
         /// Concurrent workers in this process.
@@ -137,6 +139,12 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(concurrency, "worker running");
             jobs::run_workers(state.clone(), concurrency).await;
             state.db.close().await;
+            Ok(())
+        }
+        Command::Openapi => {
+            let (_, doc) = crate::http::api();
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", doc.to_pretty_json()?)?;
             Ok(())
         }
         Command::GenerateDummyData => {

@@ -20,7 +20,7 @@ chunk_max=600
 scripts/tools.sh
 export DATABASE_URL=${DATABASE_URL:-postgres://siaran:siaran@127.0.0.1:5432/siaran}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
-cargo build --locked --bin siaran --bin fake-midtrans --quiet
+cargo build --locked --quiet -p siaran -p fake-midtrans --bins
 bin=target/debug/siaran
 
 server_url=${DATABASE_URL%/*}

@@ -12,7 +12,7 @@ if [ -f frontend/package.json ]; then
 fi
 
 say "building the server (release)"
-cargo build --release --locked --bin siaran --bin fake-midtrans
+cargo build --release --locked -p siaran -p fake-midtrans --bins
 bin=target/release/siaran
 
 mkdir -p .siaran

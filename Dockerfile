@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # Siaran: multi-stage build. The runtime image carries the GStreamer 1.22 plugins the media
-# pipeline uses (flvdemux, h264parse/aacparse, muxers, the JPEG thumbnailer).
+# pipeline uses (flvdemux, h264parse/aacparse, muxers, the JPEG thumbnailer). The fake Midtrans
+# (fake-midtrans/) is a development tool and is not built into the image.
 
 # --- server -----------------------------------------------------------------------------------
 FROM rust:1.95-bookworm AS server

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The API contract under fuzzing: schemathesis (pinned, in .venv-tools/) generates requests from
 # /api/openapi.json and sends them to a real `siaran serve` — its own database seeded with the
-# demo data, the shared Redis under a prefix of its own, the bundled fake Midtrans — with a real
+# demo data, the shared Redis under a prefix of its own, the fake Midtrans (its own program) — with a real
 # access token. Checks: no 5xx, every status and content type documented, every body matching
 # its schema; the stateful phase chains operations through the ids they return.
 #
@@ -20,7 +20,7 @@ chunk_max=600
 scripts/tools.sh
 export DATABASE_URL=${DATABASE_URL:-postgres://siaran:siaran@127.0.0.1:5432/siaran}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
-cargo build --locked --bin siaran --quiet
+cargo build --locked --quiet -p siaran -p fake-midtrans --bins
 bin=target/debug/siaran
 
 server_url=${DATABASE_URL%/*}
@@ -70,7 +70,7 @@ UPDATE streams SET is_active = true, started_at = now(), ended_at = NULL
 SQL
 
 mkdir -p "$work/hls" "$work/mail" artifacts/contract
-"$bin" midtrans-sandbox --addr 127.0.0.1:0 --addr-file "$work/sandbox.addr" \
+target/debug/fake-midtrans --addr 127.0.0.1:0 --addr-file "$work/sandbox.addr" \
   --notification-url "$base/api/payments/midtrans/notification" >"$work/sandbox.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do [ -s "$work/sandbox.addr" ] && break; sleep 0.1; done

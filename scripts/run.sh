@@ -12,7 +12,7 @@ if [ -f frontend/package.json ]; then
 fi
 
 say "building the server (release)"
-cargo build --release --locked --bin siaran
+cargo build --release --locked -p siaran -p fake-midtrans --bins
 bin=target/release/siaran
 
 mkdir -p .siaran
@@ -32,7 +32,7 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 
-# Without Midtrans keys, payments go to the bundled fake Midtrans: same protocol, local payment
+# Without Midtrans keys, payments go to the fake Midtrans (fake-midtrans/): same protocol, local payment
 # page, notifications back to this server. With keys (in .env or the environment), the real one.
 payments="Midtrans (${MIDTRANS_SNAP_URL:-https://app.sandbox.midtrans.com})"
 if [ -z "${MIDTRANS_SERVER_KEY:-}" ]; then
@@ -40,15 +40,15 @@ if [ -z "${MIDTRANS_SERVER_KEY:-}" ]; then
   export MIDTRANS_SERVER_KEY="SB-Mid-server-local-$(random)"
   export MIDTRANS_CLIENT_KEY="SB-Mid-client-local-$(random)"
   http_port=${SIARAN_HTTP_ADDR:-0.0.0.0:8000}; http_port=${http_port##*:}
-  addr_file=.siaran/midtrans-sandbox.addr
+  addr_file=.siaran/fake-midtrans.addr
   rm -f "$addr_file"
-  say "no MIDTRANS_SERVER_KEY: starting the bundled fake Midtrans (log: .siaran/midtrans-sandbox.log)"
-  "$bin" midtrans-sandbox --addr 127.0.0.1:0 --addr-file "$addr_file" \
+  say "no MIDTRANS_SERVER_KEY: starting the fake Midtrans (log: .siaran/fake-midtrans.log)"
+  target/release/fake-midtrans --addr 127.0.0.1:0 --addr-file "$addr_file" \
     --notification-url "http://127.0.0.1:$http_port/api/payments/midtrans/notification" \
-    >.siaran/midtrans-sandbox.log 2>&1 &
+    >.siaran/fake-midtrans.log 2>&1 &
   pids+=($!)
   for _ in $(seq 1 50); do [ -s "$addr_file" ] && break; sleep 0.2; done
-  [ -s "$addr_file" ] || { echo "the fake Midtrans did not start; see .siaran/midtrans-sandbox.log" >&2; exit 1; }
+  [ -s "$addr_file" ] || { echo "the fake Midtrans did not start; see .siaran/fake-midtrans.log" >&2; exit 1; }
   export MIDTRANS_SNAP_URL="http://$(cat "$addr_file")" MIDTRANS_API_URL="http://$(cat "$addr_file")"
   payments="the local fake Midtrans at $MIDTRANS_SNAP_URL (pay, deny or expire on its page)"
 fi

@@ -1,5 +1,5 @@
 //! The `siaran` command line: serve (default), worker, migrate, create-superuser,
-//! generate-dummy-data, midtrans-sandbox.
+//! generate-dummy-data, openapi.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -9,7 +9,6 @@ use clap::{Parser, Subcommand};
 
 use crate::auth::password;
 use crate::config::Config;
-use crate::payments::sandbox::{Sandbox, SandboxSettings};
 use crate::startup::{Application, shutdown_signal};
 use crate::users::domain::{Email, Password, Username};
 use crate::{db, jobs, seed, startup, telemetry};
@@ -45,27 +44,13 @@ enum Command {
     },
     /// Fill the database with demo users, streams, donations and comments. Safe to run twice.
     GenerateDummyData,
+    /// Print the OpenAPI document (what `/api/openapi.json` serves) and exit; needs no database.
+    Openapi,
     /// Run background job workers only (no HTTP); add these to scale job capacity.
     Worker {
         /// Concurrent workers in this process.
         #[arg(long, env = "SIARAN_WORKER_CONCURRENCY", default_value_t = 4)]
         concurrency: usize,
-    },
-    /// Run a local fake of Midtrans (Snap, status API, payment page, signed notifications) for
-    /// development and tests. Uses `MIDTRANS_SERVER_KEY` / `MIDTRANS_CLIENT_KEY`.
-    MidtransSandbox {
-        /// Address to listen on (port 0: any free port; see --addr-file).
-        #[arg(long, env = "MIDTRANS_SANDBOX_ADDR", default_value = "127.0.0.1:0")]
-        addr: std::net::SocketAddr,
-        /// Where notifications are sent, e.g. `http://127.0.0.1:8000/api/payments/midtrans/notification`.
-        #[arg(long, env = "MIDTRANS_SANDBOX_NOTIFICATION_URL")]
-        notification_url: Option<String>,
-        /// Length of one "minute" of Midtrans' notification retry schedule, in milliseconds.
-        #[arg(long, default_value_t = 60_000)]
-        retry_minute_ms: u64,
-        /// Write the bound address to this file once listening.
-        #[arg(long)]
-        addr_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -156,26 +141,11 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             state.db.close().await;
             Ok(())
         }
-        Command::MidtransSandbox {
-            addr,
-            notification_url,
-            retry_minute_ms,
-            addr_file,
-        } => {
-            let Some(server_key) = config.midtrans.server_key.clone() else {
-                bail!(
-                    "set MIDTRANS_SERVER_KEY (any string) for the sandbox to check and sign with"
-                );
-            };
-            let sandbox = Sandbox::start(SandboxSettings {
-                addr,
-                server_key,
-                client_key: config.midtrans.client_key.clone().unwrap_or_default(),
-                notification_url,
-                retry_minute: std::time::Duration::from_millis(retry_minute_ms.max(1)),
-            })
-            .await?;
-            sandbox.run(addr_file, shutdown_signal()).await
+        Command::Openapi => {
+            let (_, doc) = crate::http::api();
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", doc.to_pretty_json()?)?;
+            Ok(())
         }
         Command::GenerateDummyData => {
             let pool = connect(&config).await?;

@@ -12,10 +12,10 @@
 
 use std::time::{Duration, Instant};
 
+use fake_midtrans::{Sandbox, SandboxSettings};
 use serde_json::{Value, json};
 use siaran::config::Config;
 use siaran::payments::midtrans::signature;
-use siaran::payments::sandbox::{Sandbox, SandboxSettings};
 use siaran::startup::Application;
 use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;

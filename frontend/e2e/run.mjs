@@ -21,6 +21,8 @@ import { cleanRedisPrefix, createDatabase, ensureDir, freePort, log, sleep, star
 const here = dirname(fileURLToPath(import.meta.url))
 const root = resolve(here, '..', '..')
 const bin = process.env.SIARAN_BIN ?? join(root, 'target', 'debug', 'siaran')
+// The fake Midtrans is a program of its own, started as any third party would be.
+const fakeMidtrans = process.env.FAKE_MIDTRANS_BIN ?? join(root, 'target', 'debug', 'fake-midtrans')
 const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium'
 const shots = ensureDir(join(root, 'artifacts', 'screenshots'))
 const logs = ensureDir(join(root, 'artifacts', 'e2e'))
@@ -63,6 +65,7 @@ let env
 
 async function startStack() {
   assert(existsSync(bin), `${bin} is missing: build it with cargo build --bin siaran`)
+  assert(existsSync(fakeMidtrans), `${fakeMidtrans} is missing: build it with cargo build -p fake-midtrans`)
   assert(existsSync(join(here, '..', 'dist', 'index.html')), 'frontend/dist is missing: run scripts/build-frontend.sh')
   const httpPort = await freePort()
   rtmpPort = await freePort()
@@ -94,22 +97,13 @@ async function startStack() {
     MIDTRANS_SNAP_URL: midtrans,
     MIDTRANS_API_URL: midtrans,
   }
-  const hasSandbox = (() => {
-    try {
-      execFileSync(bin, ['help', 'midtrans-sandbox'], { stdio: 'pipe' })
-      return true
-    } catch {
-      return false
-    }
-  })()
-  if (!hasSandbox) log('this build has no `siaran midtrans-sandbox`: the Midtrans steps will fail')
-  if (hasSandbox) start('midtrans-sandbox', bin, ['midtrans-sandbox', '--addr', `127.0.0.1:${midtransPort}`, '--notification-url', `${base}/api/payments/midtrans/notification`], {
+  start('fake-midtrans', fakeMidtrans, ['--addr', `127.0.0.1:${midtransPort}`, '--notification-url', `${base}/api/payments/midtrans/notification`], {
     env,
-    logFile: join(logs, 'midtrans-sandbox.log'),
+    logFile: join(logs, 'fake-midtrans.log'),
   })
   start('siaran', bin, ['serve'], { env, logFile: join(logs, 'siaran.log') })
   await waitForHttp(`${base}/readyz`)
-  if (hasSandbox) await waitForHttp(`${midtrans}/snap/snap.js`, 20_000)
+  await waitForHttp(`${midtrans}/snap/snap.js`, 20_000)
   log(`Siaran on ${base}, RTMP on ${rtmpPort}, fake Midtrans on ${midtrans}`)
 }
 

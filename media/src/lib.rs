@@ -30,6 +30,7 @@ mod protocol;
 mod registry;
 mod session;
 mod thumbnail;
+mod timeline;
 mod worker;
 
 use std::future::Future;

@@ -25,6 +25,7 @@ use crate::hls::HlsWriter;
 use crate::pipeline::{MuxPipeline, Tracks};
 use crate::registry::{PublisherId, SharedRegistry};
 use crate::thumbnail::{ThumbnailJob, Thumbnailer};
+use crate::timeline::{Timeline, Track, presentation_time};
 use crate::{ErrorCode, Health, MediaEvent};
 
 /// Payloads queued between a connection and its stream thread (a few seconds of media). A
@@ -38,12 +39,6 @@ const QUEUE_BYTES: usize = 16 * 1024 * 1024;
 pub(crate) const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 /// How often a keyframe is decoded into the thumbnail.
 const THUMBNAIL_INTERVAL: Duration = Duration::from_secs(10);
-/// A track this far behind the other is declared empty up to near the other's time, so the
-/// muxer stops waiting for it.
-const STALL: Duration = Duration::from_secs(1);
-/// Timestamps are offset by this much so that a track starting slightly before the first
-/// payload seen still has a positive time.
-const TIME_HEADROOM_MS: u32 = 500;
 
 /// One FLV payload from a publisher.
 #[derive(Debug)]
@@ -233,11 +228,9 @@ struct Session {
     pipeline: Option<MuxPipeline>,
     /// The session refused this publisher's media; everything else it sends is ignored.
     refused: bool,
-    base_ms: Option<u32>,
+    timeline: Timeline,
     /// A keyframe has been pushed: inter frames may follow.
     keyframe_seen: bool,
-    video_until: Duration,
-    audio_until: Duration,
 }
 
 impl Session {
@@ -248,25 +241,9 @@ impl Session {
             aac: None,
             pipeline: None,
             refused: false,
-            base_ms: None,
+            timeline: Timeline::default(),
             keyframe_seen: false,
-            video_until: Duration::ZERO,
-            audio_until: Duration::ZERO,
         }
-    }
-
-    /// The payload's time on this session's timeline.
-    fn time(&mut self, timestamp: u32) -> Duration {
-        let base = *self
-            .base_ms
-            .get_or_insert(timestamp.saturating_sub(TIME_HEADROOM_MS));
-        let relative = timestamp.wrapping_sub(base);
-        // A payload from before the base (beyond the headroom) would wrap around: clamp it.
-        Duration::from_millis(u64::from(if relative > u32::MAX / 2 {
-            0
-        } else {
-            relative
-        }))
     }
 }
 
@@ -369,7 +346,7 @@ impl Worker {
                 if !keyframe && !session.keyframe_seen {
                     return;
                 }
-                let dts = session.time(input.timestamp);
+                let dts = session.timeline.time(input.timestamp);
                 let Some(config) = &session.avc else {
                     return; // frames before their configuration cannot be decoded
                 };
@@ -377,11 +354,7 @@ impl Worker {
                     tracing::debug!("dropping an H.264 frame whose NAL lengths do not add up");
                     return;
                 };
-                let pts = if cts_ms >= 0 {
-                    dts + Duration::from_millis(cts_ms.unsigned_abs().into())
-                } else {
-                    dts.saturating_sub(Duration::from_millis(cts_ms.unsigned_abs().into()))
-                };
+                let pts = presentation_time(dts, cts_ms);
                 if keyframe {
                     session.keyframe_seen = true;
                     if let Some(last) = self.stats.last_keyframe
@@ -426,7 +399,7 @@ impl Worker {
                 if session.aac.is_none() {
                     return;
                 }
-                let pts = session.time(input.timestamp);
+                let pts = session.timeline.time(input.timestamp);
                 let offset = frame.as_ptr() as usize - input.data.as_ptr() as usize;
                 let data = input.data.slice(offset..offset + frame.len());
                 self.push(Frame::Audio { data, pts });
@@ -447,31 +420,22 @@ impl Worker {
         let Some(pipeline) = &session.pipeline else {
             return;
         };
-        let (video, time) = match &frame {
-            Frame::Video { dts, .. } => (true, *dts),
-            Frame::Audio { pts, .. } => (false, *pts),
+        let (track, time) = match &frame {
+            Frame::Video { dts, .. } => (Track::Video, *dts),
+            Frame::Audio { pts, .. } => (Track::Audio, *pts),
         };
-        let (has_track, has_other) = if video {
-            (pipeline.has_video(), pipeline.has_audio())
-        } else {
-            (pipeline.has_audio(), pipeline.has_video())
+        let (has_track, has_other) = match track {
+            Track::Video => (pipeline.has_video(), pipeline.has_audio()),
+            Track::Audio => (pipeline.has_audio(), pipeline.has_video()),
         };
         if !has_track {
             return; // a track that appeared after the session started is not muxed
         }
-        let (own, other) = if video {
-            (&mut session.video_until, &mut session.audio_until)
-        } else {
-            (&mut session.audio_until, &mut session.video_until)
-        };
         // A track that stopped sending is declared empty up to near this one's time, so that
         // the muxer does not wait for it (and, its queue full, block this thread).
-        if has_other && *other + STALL < time {
-            let until = time.saturating_sub(STALL / 2);
-            pipeline.gap(!video, *other, until);
-            *other = until;
+        if let Some(gap) = session.timeline.advance(track, time, has_other) {
+            pipeline.gap(gap.track == Track::Video, gap.from, gap.until);
         }
-        *own = (*own).max(time);
         let result = match frame {
             Frame::Video {
                 au,

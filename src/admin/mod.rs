@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::{StaffUser, refresh};
+use crate::donations::model::{DonationStatus, PaymentMethod};
 use crate::error::{AppError, AppResult, ErrorCode, Problem};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::{PageParams, Paginated};
@@ -329,16 +330,6 @@ async fn find_stream(state: &AppState, id: Uuid) -> AppResult<Stream> {
 // ---------------------------------------------------------------------------------------------
 // Donations
 
-/// The states a donation moves through.
-const DONATION_STATUSES: [&str; 6] = [
-    "pending",
-    "completed",
-    "failed",
-    "expired",
-    "rejected",
-    "refunded",
-];
-
 #[derive(Debug, Deserialize)]
 pub struct DonationSearch {
     /// Part of the donor's or streamer's username, the stream title or message, or the
@@ -366,9 +357,8 @@ pub struct AdminDonation {
     /// Whole rupiah.
     pub amount: i64,
     pub message: String,
-    /// `midtrans` or `bank_transfer`.
-    pub payment_method: String,
-    pub status: String,
+    pub payment_method: PaymentMethod,
+    pub status: DonationStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -385,8 +375,8 @@ struct AdminDonationRow {
     donor_username: Option<String>,
     amount: i64,
     message: String,
-    payment_method: String,
-    status: String,
+    payment_method: PaymentMethod,
+    status: DonationStatus,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -422,7 +412,7 @@ impl From<AdminDonationRow> for AdminDonation {
         ("q" = Option<String>, Query,
             description = "Part of the donor's or streamer's username, the stream title, the message or the order id"),
         ("status" = Option<String>, Query,
-            description = "`pending`, `completed`, `failed`, `expired`, `rejected` or `refunded`"),
+            description = "`pending`, `completed`, `failed`, `expired`, `rejected`, `refunded` or `partially_refunded`"),
         ("page" = Option<u32>, Query, description = "1-based page number", minimum = 1),
         ("per_page" = Option<u32>, Query, description = "Items per page (1–100, default 20)", minimum = 1, maximum = 100),
     ),
@@ -449,18 +439,21 @@ async fn list_donations(
         .as_deref()
         .map(str::trim)
         .filter(|s| !s.is_empty());
-    if let Some(status) = status
-        && !DONATION_STATUSES.contains(&status)
-    {
-        return Err(AppError::invalid(
-            "status",
-            "invalid_choice",
-            Cow::Owned(format!(
-                "Unknown status `{status}`; use one of {}.",
-                DONATION_STATUSES.join(", ")
-            )),
-        ));
-    }
+    let status = match status.map(|s| (s, DonationStatus::parse(s))) {
+        None => None,
+        Some((_, Some(status))) => Some(status),
+        Some((unknown, None)) => {
+            let known: Vec<&str> = DonationStatus::ALL.iter().map(|s| s.as_str()).collect();
+            return Err(AppError::invalid(
+                "status",
+                "invalid_choice",
+                Cow::Owned(format!(
+                    "Unknown status `{unknown}`; use one of {}.",
+                    known.join(", ")
+                )),
+            ));
+        }
+    };
     let pattern = like_pattern(search.q.as_deref());
     let from = "FROM donations d
                 JOIN streams s ON s.id = d.stream_id

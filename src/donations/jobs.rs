@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
-use sqlx::{FromRow, PgConnection};
+use sqlx::FromRow;
 use uuid::Uuid;
 
 use super::emails;
@@ -38,23 +38,33 @@ const NOTIFIED_CHECKS_PER_MINUTE: u64 = 6;
 /// that. Idempotent: a processed notification is skipped, and applying a status twice changes
 /// nothing the second time.
 pub async fn process_notification(state: &AppState, notification_id: Uuid) -> anyhow::Result<()> {
-    let row: Option<(Uuid, Option<chrono::DateTime<Utc>>)> =
-        sqlx::query_as("SELECT donation_id, processed_at FROM payment_notifications WHERE id = $1")
-            .bind(notification_id)
-            .fetch_optional(&state.db)
-            .await?;
-    let Some((donation_id, processed_at)) = row else {
+    // The notification and its donation in one read; the donation is read again, locked, only
+    // when Midtrans' answer is applied (the state may move during the call).
+    let row: Option<NotifiedDonation> = sqlx::query_as(
+        "SELECT n.processed_at, d.* FROM payment_notifications n
+           JOIN donations d ON d.id = n.donation_id
+          WHERE n.id = $1",
+    )
+    .bind(notification_id)
+    .fetch_optional(&state.db)
+    .await?;
+    let Some(NotifiedDonation {
+        processed_at,
+        donation,
+    }) = row
+    else {
         tracing::warn!(%notification_id, "notification to process no longer exists");
         return Ok(());
     };
     if processed_at.is_some() {
         return Ok(());
     }
+    let donation_id = donation.id;
     // Notifications carry no proof of freshness, so however many arrive, Midtrans is asked a
     // bounded number of times: one answer covers every notification received before the call.
     let asked_at = Utc::now();
     let outcome = if notified_check_allowed(state, donation_id).await {
-        verify_with_midtrans(state, donation_id).await?.describe()
+        verify_with_midtrans(state, &donation).await?.describe()
     } else {
         tracing::warn!(%notification_id, %donation_id, "too many notifications for one donation; not asking Midtrans again this minute");
         "throttled".to_owned()
@@ -72,6 +82,13 @@ pub async fn process_notification(state: &AppState, notification_id: Uuid) -> an
     Ok(())
 }
 
+#[derive(Debug, FromRow)]
+struct NotifiedDonation {
+    processed_at: Option<chrono::DateTime<Utc>>,
+    #[sqlx(flatten)]
+    donation: Donation,
+}
+
 /// Whether a notification may make another status call for this donation this minute (open
 /// when Redis cannot count: the calls stay bounded by the notifications stored).
 async fn notified_check_allowed(state: &AppState, donation_id: Uuid) -> bool {
@@ -87,15 +104,15 @@ async fn notified_check_allowed(state: &AppState, donation_id: Uuid) -> bool {
 
 /// Asks Midtrans' status endpoint about a donation and applies the answer. An order Midtrans
 /// does not know (the buyer never chose a method) expires locally once past its expiry.
-pub async fn verify_with_midtrans(state: &AppState, donation_id: Uuid) -> anyhow::Result<Applied> {
+pub async fn verify_with_midtrans(
+    state: &AppState,
+    donation: &Donation,
+) -> anyhow::Result<Applied> {
     let midtrans = state
         .midtrans
         .as_ref()
         .context("Midtrans is not configured (MIDTRANS_SERVER_KEY)")?;
-    let donation: Donation = sqlx::query_as("SELECT * FROM donations WHERE id = $1")
-        .bind(donation_id)
-        .fetch_one(&state.db)
-        .await?;
+    let donation_id = donation.id;
     // What Midtrans can still move: a payment (pending, or expired here before it settled
     // there) and the refunds of a completed one. The rest is settled for good.
     if !matches!(
@@ -196,7 +213,14 @@ async fn reconcile_midtrans(state: &AppState) -> anyhow::Result<()> {
 
 /// One reconciliation check: what does Midtrans say about this donation?
 pub async fn check_donation(state: &AppState, donation_id: Uuid) -> anyhow::Result<()> {
-    let outcome = verify_with_midtrans(state, donation_id).await?;
+    let donation: Option<Donation> = sqlx::query_as("SELECT * FROM donations WHERE id = $1")
+        .bind(donation_id)
+        .fetch_optional(&state.db)
+        .await?;
+    let Some(donation) = donation else {
+        return Ok(());
+    };
+    let outcome = verify_with_midtrans(state, &donation).await?;
     if outcome != Applied::Unchanged {
         tracing::info!(%donation_id, outcome = outcome.describe(), "reconciled with Midtrans");
     }
@@ -243,73 +267,142 @@ async fn requeue_stuck(state: &AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What delivering one outbox row needs, read in one query: the effect, whether it is done,
+/// the donation and the people and stream it involves.
 #[derive(Debug, FromRow)]
-struct OutboxRow {
-    donation_id: Uuid,
+struct OutboxWork {
     kind: Effect,
     delivered_at: Option<chrono::DateTime<Utc>>,
+    #[sqlx(flatten)]
+    donation: Donation,
+    #[sqlx(flatten)]
+    parties: Parties,
 }
 
-/// Delivers one outbox row. The row stays locked while its effect is produced, so two workers
-/// never deliver it at once; it is marked delivered in the same transaction, so a worker that
-/// dies mid-way leaves it undelivered for the next attempt.
+/// `SELECT` of an [`OutboxWork`] by outbox id (`$1`).
+const SELECT_WORK: &str = "SELECT o.kind, o.delivered_at, d.*, s.title AS stream_title,
+        COALESCE(NULLIF(trim(su.first_name || ' ' || su.last_name), ''), su.username) AS streamer_name,
+        su.email AS streamer_email,
+        COALESCE(NULLIF(trim(du.first_name || ' ' || du.last_name), ''), du.username) AS donor_name,
+        du.email AS donor_email
+   FROM donation_outbox o
+   JOIN donations d ON d.id = o.donation_id
+   JOIN streams s ON s.id = d.stream_id
+   JOIN users su ON su.id = s.streamer_id
+   LEFT JOIN users du ON du.id = d.donor_id
+  WHERE o.id = $1";
+
+/// Delivers one outbox row, exactly once as far as PostgreSQL can tell: never by two workers at
+/// once, and marked delivered only after its effect happened (a worker that dies in between
+/// leaves it for the next attempt).
+///
+/// - The live alert is recorded in the stream's event log in the transaction that marks the
+///   row delivered, with the row locked (`NOWAIT`: another worker holding it makes this attempt
+///   fail and retry later). No network I/O happens inside; sockets hear of it after the commit.
+/// - An email is sent with no transaction open and no row locked: a session advisory lock on a
+///   connection of its own (closed afterwards, so a cancelled job cannot leave the lock on a
+///   pooled connection) keeps a second worker from sending it at the same time.
 pub async fn deliver_outbox(state: &AppState, outbox_id: Uuid) -> anyhow::Result<()> {
+    let work: Option<OutboxWork> = sqlx::query_as(SELECT_WORK)
+        .bind(outbox_id)
+        .fetch_optional(&state.db)
+        .await?;
+    let Some(work) = work else {
+        return Ok(());
+    };
+    if work.delivered_at.is_some() {
+        return Ok(());
+    }
+    if work.kind == Effect::EventReceived {
+        return deliver_alert(state, outbox_id, &work).await;
+    }
+    let mut conn = state.db.acquire().await?;
+    conn.close_on_drop();
+    let locked: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1::text, 0))")
+            .bind(outbox_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    if !locked {
+        anyhow::bail!("another worker is sending this email");
+    }
+    // Under the lock: a worker that held it before may have sent it meanwhile.
+    let delivered: Option<chrono::DateTime<Utc>> =
+        sqlx::query_scalar("SELECT delivered_at FROM donation_outbox WHERE id = $1")
+            .bind(outbox_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    if delivered.is_some() {
+        return Ok(());
+    }
+    let sent = send_email(state, outbox_id, &work).await;
+    let (sql, error) = match &sent {
+        Ok(()) => (
+            "UPDATE donation_outbox SET delivered_at = now(), attempts = attempts + 1, last_error = NULL
+              WHERE id = $1",
+            None,
+        ),
+        Err(e) => (
+            "UPDATE donation_outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
+            Some(format!("{e:#}")),
+        ),
+    };
+    sqlx::query(sql)
+        .bind(outbox_id)
+        .bind(error)
+        .execute(&mut *conn)
+        .await?;
+    // The connection closes when dropped, and its advisory lock with it.
+    sent
+}
+
+/// The live alert: recorded in the stream's event log by the transaction that marks the row
+/// delivered, so it exists exactly once whatever happens to this worker.
+async fn deliver_alert(state: &AppState, outbox_id: Uuid, work: &OutboxWork) -> anyhow::Result<()> {
     let mut tx = state.db.begin().await?;
-    // NOWAIT: if another worker holds it, this attempt fails and is retried later, by which time
-    // the row is delivered (and the retry is a no-op) or free again.
-    let row: Option<OutboxRow> = sqlx::query_as(
-        "SELECT donation_id, kind, delivered_at FROM donation_outbox WHERE id = $1 FOR UPDATE NOWAIT",
+    let delivered: Option<Option<chrono::DateTime<Utc>>> = sqlx::query_scalar(
+        "SELECT delivered_at FROM donation_outbox WHERE id = $1 FOR UPDATE NOWAIT",
     )
     .bind(outbox_id)
     .fetch_optional(&mut *tx)
     .await
     .context("locking the outbox row")?;
-    let Some(row) = row else {
-        return Ok(());
-    };
-    if row.delivered_at.is_some() {
+    if !matches!(delivered, Some(None)) {
         return Ok(());
     }
-    match produce(state, &mut tx, outbox_id, row.donation_id, row.kind).await {
-        Ok(event) => {
-            sqlx::query(
-                "UPDATE donation_outbox SET delivered_at = now(), attempts = attempts + 1, last_error = NULL
-                  WHERE id = $1",
-            )
-            .bind(outbox_id)
-            .execute(&mut *tx)
-            .await?;
-            // The alert is stored in the stream's event log by this same transaction, so it
-            // exists exactly once whatever happens to this worker; sockets hear of it after the
-            // commit (and catch up from the log if this announcement is lost).
-            let event = match event {
-                Some(event) => Some(
-                    state
-                        .events
-                        .record(&mut tx, event.0, event.1)
-                        .await
-                        .context("recording donation.received")?,
-                ),
-                None => None,
-            };
-            tx.commit().await?;
-            if let Some(recorded) = event {
-                tracing::info!(%outbox_id, event_id = recorded.envelope.id, "donation.received published");
-                state.events.announce(&recorded).await;
-            }
-            Ok(())
-        }
-        Err(e) => {
-            drop(tx);
-            sqlx::query(
-                "UPDATE donation_outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
-            )
-            .bind(outbox_id)
-            .bind(format!("{e:#}"))
-            .execute(&state.db)
-            .await?;
-            Err(e)
-        }
+    let donation = &work.donation;
+    let alert = EventData::DonationReceived(DonationReceived {
+        donation_id: donation.id,
+        amount: donation.rupiah(),
+        currency: CURRENCY.to_owned(),
+        message: donation.message.clone(),
+        donor_name: public_name(work),
+        payment_method: donation.payment_method.as_str().to_owned(),
+    });
+    sqlx::query(
+        "UPDATE donation_outbox SET delivered_at = now(), attempts = attempts + 1, last_error = NULL
+          WHERE id = $1",
+    )
+    .bind(outbox_id)
+    .execute(&mut *tx)
+    .await?;
+    let recorded = state
+        .events
+        .record(&mut tx, donation.stream_id, alert)
+        .await
+        .context("recording donation.received")?;
+    tx.commit().await?;
+    tracing::info!(%outbox_id, event_id = recorded.envelope.id, "donation.received published");
+    // Sockets hear of it after the commit (and catch up from the log if this is lost).
+    state.events.announce(&recorded).await;
+    Ok(())
+}
+
+/// The donor's name as the stream shows it.
+fn public_name(work: &OutboxWork) -> String {
+    match (&work.parties.donor_name, work.donation.is_anonymous) {
+        (Some(name), false) => name.clone(),
+        _ => ANONYMOUS.to_owned(),
     }
 }
 
@@ -323,79 +416,29 @@ pub struct Parties {
     pub donor_email: Option<String>,
 }
 
-pub async fn parties(state: &AppState, donation: &Donation) -> sqlx::Result<Parties> {
-    sqlx::query_as(
-        "SELECT s.title AS stream_title,
-                COALESCE(NULLIF(trim(su.first_name || ' ' || su.last_name), ''), su.username) AS streamer_name,
-                su.email AS streamer_email,
-                COALESCE(NULLIF(trim(du.first_name || ' ' || du.last_name), ''), du.username) AS donor_name,
-                du.email AS donor_email
-           FROM streams s
-           JOIN users su ON su.id = s.streamer_id
-           LEFT JOIN users du ON du.id = $2
-          WHERE s.id = $1",
-    )
-    .bind(donation.stream_id)
-    .bind(donation.donor_id)
-    .fetch_one(&state.db)
-    .await
-}
-
-/// Produces one outbox effect. Emails are sent here, with the outbox row's own `Message-ID`:
-/// one sent again because its worker died before marking it sent is the same message (mail
-/// clients and servers show one). The live alert is returned (stream id and event) for the
-/// caller to record in its transaction.
-async fn produce(
-    state: &AppState,
-    conn: &mut PgConnection,
-    outbox_id: Uuid,
-    donation_id: Uuid,
-    kind: Effect,
-) -> anyhow::Result<Option<(Uuid, EventData)>> {
-    let donation: Donation = sqlx::query_as("SELECT * FROM donations WHERE id = $1")
-        .bind(donation_id)
-        .fetch_one(&mut *conn)
-        .await?;
-    let parties = parties(state, &donation).await?;
-    let public_name = if donation.is_anonymous {
-        ANONYMOUS.to_owned()
-    } else {
-        parties
-            .donor_name
-            .clone()
-            .unwrap_or_else(|| ANONYMOUS.to_owned())
-    };
-    let mut email = match kind {
-        Effect::EventReceived => {
-            return Ok(Some((
-                donation.stream_id,
-                EventData::DonationReceived(DonationReceived {
-                    donation_id: donation.id,
-                    amount: donation.rupiah(),
-                    currency: CURRENCY.to_owned(),
-                    message: donation.message.clone(),
-                    donor_name: public_name,
-                    payment_method: donation.payment_method.as_str().to_owned(),
-                }),
-            )));
-        }
+/// Sends one outbox email with the outbox row's own `Message-ID`: one sent again because its
+/// worker died before marking it sent is the same message (mail clients and servers show one).
+async fn send_email(state: &AppState, outbox_id: Uuid, work: &OutboxWork) -> anyhow::Result<()> {
+    let (donation, parties) = (&work.donation, &work.parties);
+    let mut email = match work.kind {
+        Effect::EventReceived => anyhow::bail!("the live alert is not an email"),
         Effect::EmailStreamerReceived => {
-            emails::streamer_received(state, &donation, &parties, &public_name)
+            emails::streamer_received(state, donation, parties, &public_name(work))
         }
         Effect::EmailDonorReceipt | Effect::EmailDonorRejected | Effect::EmailDonorExpired => {
             let (Some(name), Some(address)) = (&parties.donor_name, &parties.donor_email) else {
                 // The donor deleted their account: nobody to write to.
-                return Ok(None);
+                return Ok(());
             };
-            if kind == Effect::EmailDonorReceipt {
-                emails::donor_receipt(state, &donation, &parties, name, address)
+            if work.kind == Effect::EmailDonorReceipt {
+                emails::donor_receipt(state, donation, parties, name, address)
             } else {
-                emails::donor_transfer_ended(state, &donation, &parties, name, address)
+                emails::donor_transfer_ended(state, donation, parties, name, address)
             }
         }
     };
     email.message_id = Some(message_id(outbox_id));
-    state.mailer.send(&email).await.map(|()| None)
+    state.mailer.send(&email).await
 }
 
 /// The `Message-ID` of an outbox row's email (RFC 5322: unique, `<left@right>`).

@@ -281,6 +281,8 @@ pub struct DonationView {
     pub transaction_id: Uuid,
     pub stream_id: Uuid,
     pub stream_title: String,
+    /// Whose stream it is (the donor's history names them).
+    pub streamer: crate::users::model::PublicUser,
     /// Whole rupiah.
     #[schema(example = 50000)]
     pub amount: i64,

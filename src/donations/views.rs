@@ -14,15 +14,19 @@ pub(super) struct Row {
     #[sqlx(flatten)]
     pub donation: Donation,
     pub stream_title: String,
+    pub streamer_id: uuid::Uuid,
+    pub streamer_username: String,
     pub donor_username: Option<String>,
     pub donor_display_name: Option<String>,
 }
 
 /// `SELECT` of [`Row`]s; callers add `WHERE`/`ORDER BY`. `d` is the donation.
-pub(super) const SELECT_ROWS: &str = "SELECT d.*, s.title AS stream_title, u.username AS donor_username,
+pub(super) const SELECT_ROWS: &str = "SELECT d.*, s.title AS stream_title,
+        s.streamer_id, su.username AS streamer_username, u.username AS donor_username,
         COALESCE(NULLIF(trim(u.first_name || ' ' || u.last_name), ''), u.username) AS donor_display_name
    FROM donations d
    JOIN streams s ON s.id = d.stream_id
+   JOIN users su ON su.id = s.streamer_id
    LEFT JOIN users u ON u.id = d.donor_id";
 
 impl Row {
@@ -52,6 +56,10 @@ impl Row {
             transaction_id: d.transaction_id,
             stream_id: d.stream_id,
             stream_title: self.stream_title.clone(),
+            streamer: PublicUser {
+                id: self.streamer_id,
+                username: self.streamer_username.clone(),
+            },
             amount: d.rupiah(),
             currency: CURRENCY,
             message: d.message.clone(),

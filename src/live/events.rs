@@ -55,7 +55,7 @@ pub const HISTORY_MIN_EVENTS: i64 = 1_000;
 /// written once: serde's tag, [`EventKind::as_str`] (the log's `kind` column, the hub, the
 /// overlay) and the OpenAPI schema all come from it.
 macro_rules! events {
-    ($($(#[$doc:meta])* $variant:ident($data:ty) => $tag:literal,)*) => {
+    ($($(#[$doc:meta])* $variant:ident($data:ty) => $tag:tt,)*) => {
         /// Everything that can happen on a stream, as `{"type": ..., "data": ...}`.
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
         #[serde(tag = "type", content = "data")]
@@ -565,5 +565,32 @@ mod tests {
         let json = serde_json::to_value(&event).expect("an event serialises");
         assert_eq!(json["type"], event.kind().as_str());
         assert_eq!(event.kind(), EventKind::ViewersCount);
+    }
+
+    /// The OpenAPI schema's `type` values are the wire's: a tag passed through the `events!`
+    /// macro as a `literal` fragment once reached serde but not utoipa, and the document said
+    /// `CommentCreated` where the socket sends `comment.created`.
+    #[test]
+    fn the_openapi_schema_names_the_tags_the_wire_uses() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(EventData::schema()).expect("the schema serialises");
+        let mut documented: Vec<String> = schema["oneOf"]
+            .as_array()
+            .expect("one schema per kind")
+            .iter()
+            .map(|variant| {
+                variant["properties"]["type"]["enum"][0]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        let mut wire: Vec<String> = EventKind::ALL
+            .iter()
+            .map(|k| k.as_str().to_owned())
+            .collect();
+        documented.sort();
+        wire.sort();
+        assert_eq!(documented, wire);
     }
 }

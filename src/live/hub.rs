@@ -22,7 +22,7 @@
 //! length is how far a socket may fall behind ([`super::LiveConfig::ws_max_lag`]); a socket that
 //! falls further is told and disconnected by [`super::connection`], without slowing the others.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,6 +39,7 @@ use uuid::Uuid;
 use super::LiveConfig;
 use super::events::{EventKind, Events, LoggedEvent};
 use super::relay::{self, Inbound};
+use super::reorder::{Held, Reorder};
 
 /// How long a hub without sockets lingers (so a reconnecting socket finds it warm).
 const IDLE_GRACE: Duration = Duration::from_secs(30);
@@ -427,8 +428,7 @@ impl Hubs {
             channel,
             inbox,
             own_inbox,
-            early: BTreeMap::new(),
-            gap_deadline: None,
+            early: Reorder::new(MAX_EARLY),
             shutdown: self.shutdown.clone(),
         };
         self.tasks.spawn(task.run());
@@ -450,9 +450,7 @@ struct HubTask {
     /// For the sweep to ask for a resync; weak, so that the inbox closes when the relay lets go.
     own_inbox: mpsc::WeakSender<Inbound>,
     /// Events that arrived ahead of a missing one, waiting briefly for it.
-    early: BTreeMap<u64, Frame>,
-    /// When to stop waiting and read the missing events from the log.
-    gap_deadline: Option<tokio::time::Instant>,
+    early: Reorder<Frame>,
     shutdown: CancellationToken,
 }
 
@@ -467,7 +465,7 @@ impl HubTask {
         let mut idle_check = tokio::time::interval(IDLE_GRACE / 3);
         let mut idle_since: Option<tokio::time::Instant> = None;
         loop {
-            let gap_deadline = self.gap_deadline;
+            let gap_deadline = self.early.deadline();
             tokio::select! {
                 () = self.shutdown.cancelled() => break,
                 inbound = self.inbox.recv() => match inbound {
@@ -540,33 +538,21 @@ impl HubTask {
                     "an id already delivered came with other content",
                 );
                 self.early.clear();
-                self.gap_deadline = None;
                 self.catch_up().await;
             }
-            Offer::Gap if self.early.len() >= MAX_EARLY => self.catch_up().await,
             Offer::Gap => {
-                self.early.insert(frame.id, frame);
-                self.gap_deadline
-                    .get_or_insert_with(|| tokio::time::Instant::now() + GAP_GRACE);
+                let now = tokio::time::Instant::now();
+                if self.early.hold(frame.id, frame, now, GAP_GRACE) == Held::Full {
+                    self.catch_up().await;
+                }
             }
         }
     }
 
     /// Delivers waiting events that are now next in line; forgets those already delivered.
     fn deliver_early(&mut self) {
-        while let Some(entry) = self.early.first_entry() {
-            let last = self.hub.last_id();
-            let id = *entry.key();
-            if id <= last {
-                entry.remove();
-            } else if id == last + 1 {
-                self.hub.offer(entry.remove());
-            } else {
-                break;
-            }
-        }
-        if self.early.is_empty() {
-            self.gap_deadline = None;
+        while let Some(frame) = self.early.next_after(self.hub.last_id()) {
+            self.hub.offer(frame);
         }
     }
 
@@ -617,7 +603,6 @@ impl HubTask {
                 self.hub
                     .rewind_to(last, "the log's last id is below the last delivered");
                 self.early.clear();
-                self.gap_deadline = None;
             }
             Ok(_) => {}
             Err(e) => {
@@ -631,15 +616,13 @@ impl HubTask {
     async fn catch_up(&mut self) {
         let read = self.read_log().await;
         self.deliver_early();
-        if !self.early.is_empty() {
-            // Still missing: look again shortly, or in a while if the log is unreachable.
-            let wait = if read {
-                GAP_GRACE
-            } else {
-                Duration::from_secs(1)
-            };
-            self.gap_deadline = Some(tokio::time::Instant::now() + wait);
-        }
+        // Still missing: look again shortly, or in a while if the log is unreachable.
+        let wait = if read {
+            GAP_GRACE
+        } else {
+            Duration::from_secs(1)
+        };
+        self.early.wait_again(tokio::time::Instant::now(), wait);
     }
 
     /// Reads and delivers what the log has after the last delivered event; false if the log

@@ -18,6 +18,7 @@ pub mod notices;
 pub mod overlay;
 pub mod protocol;
 pub mod relay;
+mod reorder;
 pub mod socket;
 pub mod viewers;
 

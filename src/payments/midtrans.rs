@@ -2,7 +2,7 @@
 //! API's transaction status — and the notification signature.
 //!
 //! Both base URLs come from configuration, so development and tests point them at the bundled
-//! fake (`siaran midtrans-sandbox`), which speaks the same protocol.
+//! fake (the `fake-midtrans` program), which speaks the same protocol.
 
 use std::time::Duration;
 

@@ -1,8 +1,7 @@
-//! Payments: the Midtrans client Siaran uses, and the local Midtrans that stands in for it in
-//! development and tests (`siaran midtrans-sandbox`).
+//! Payments: the Midtrans client Siaran uses. Development and tests point it at the fake
+//! Midtrans, a program of its own (`fake-midtrans/`) that Siaran does not contain.
 
 pub mod midtrans;
-pub mod sandbox;
 
 pub use midtrans::{Midtrans, MidtransError, StatusAnswer};
 

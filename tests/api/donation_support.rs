@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
+use fake_midtrans::{Sandbox, SandboxSettings};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use siaran::config::{Config, SmtpTls};
-use siaran::payments::sandbox::{Sandbox, SandboxSettings};
 use sqlx::PgPool;
 use uuid::Uuid;
 

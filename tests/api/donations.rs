@@ -349,6 +349,15 @@ async fn history_pages_filters_and_totals(db: PgPool) {
         sent["items"][1]["donor"]["username"], "rina",
         "the donor sees themselves"
     );
+    assert_eq!(
+        sent["items"][0]["streamer"]["username"],
+        cast.streamer.username.as_str(),
+        "the donor's history names whose stream it was"
+    );
+    assert_eq!(
+        sent["items"][0]["streamer"]["id"],
+        cast.streamer.id.to_string()
+    );
     assert_eq!(received["total"], 2);
     let anonymous = received["items"]
         .as_array()

@@ -196,3 +196,54 @@ async fn the_alert_goes_out_after_redis_comes_back(db: PgPool) {
     assert_eq!(events.len(), 1);
     assert_eq!(env.smtp.to("andi@example.com").len(), 1);
 }
+
+/// While an outbox email waits on the mail server, nothing in PostgreSQL is held for it: the
+/// donation and its outbox rows can be locked by anyone else, and no session sits idle in a
+/// transaction. (Emails used to be sent inside the transaction holding the outbox row.)
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn an_email_stuck_at_the_mail_server_holds_no_row_lock_or_transaction(db: PgPool) {
+    let env = Payments::spawn(db.clone()).await;
+    let cast = env.cast().await;
+    let id = donation_id(&env.donate_by_transfer(&cast, 40_000).await);
+    env.smtp.hold(true);
+
+    let confirmed = env.confirm(&cast.streamer, &id).await;
+    assert_eq!(confirmed.status(), StatusCode::OK);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while env.smtp.held() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no email reached the mail server"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let mut tx = db.begin().await.unwrap();
+    let donation_id: uuid::Uuid = id.parse().unwrap();
+    let locked_donation: Result<Option<uuid::Uuid>, _> =
+        sqlx::query_scalar("SELECT id FROM donations WHERE id = $1 FOR UPDATE NOWAIT")
+            .bind(donation_id)
+            .fetch_optional(&mut *tx)
+            .await;
+    assert!(locked_donation.is_ok(), "{locked_donation:?}");
+    let locked_outbox: Result<Vec<uuid::Uuid>, _> = sqlx::query_scalar(
+        "SELECT id FROM donation_outbox WHERE donation_id = $1 FOR UPDATE NOWAIT",
+    )
+    .bind(donation_id)
+    .fetch_all(&mut *tx)
+    .await;
+    assert!(
+        locked_outbox.as_ref().is_ok_and(|rows| rows.len() >= 2),
+        "the outbox rows are free while their email is being sent: {locked_outbox:?}"
+    );
+    tx.rollback().await.unwrap();
+    let idle_in_transaction: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+          WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(idle_in_transaction, 0);
+    env.smtp.hold(false);
+}

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
+use fake_midtrans::{Sandbox, SandboxSettings};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use siaran::config::MidtransConfig;
 use siaran::payments::midtrans::{ItemDetails, SnapRequest, TransactionDetails};
-use siaran::payments::sandbox::{Sandbox, SandboxSettings};
 use siaran::payments::{Midtrans, MidtransError, StatusAnswer};
 
 use crate::donation_support::{CLIENT_KEY, SERVER_KEY};

@@ -5,8 +5,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use fake_midtrans::{Sandbox, SandboxSettings};
 use serde_json::json;
-use siaran::payments::sandbox::{Sandbox, SandboxSettings};
 use sqlx::PgPool;
 use uuid::Uuid;
 

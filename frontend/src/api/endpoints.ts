@@ -2,7 +2,12 @@
 
 import { api, request } from './client'
 import type {
+  AdminDonation,
+  AdminStream,
+  BlockedWords,
   Comment,
+  CreateDonation,
+  CreateStream,
   CursorPage,
   Donation,
   DonationCreated,
@@ -13,18 +18,21 @@ import type {
   OverlayStatus,
   OverlayToken,
   Page,
-  PaymentMethod,
   PayoutDetails,
+  PublicDonation,
   Stream,
   StreamKeyCreated,
+  UpdateMe,
+  UpdatePayout,
+  UpdateStream,
   User,
 } from './types'
 
 export const streams = {
   list: (query: { live?: boolean; page?: number; per_page?: number; streamer_id?: string } = {}) => api.get<Page<Stream>>('/api/streams', query),
   get: (id: string) => api.get<Stream>(`/api/streams/${id}`),
-  create: (body: { title: string; description?: string }) => api.post<Stream>('/api/streams', body, { auth: 'required' }),
-  update: (id: string, body: { title?: string; description?: string }) => api.patch<Stream>(`/api/streams/${id}`, body, { auth: 'required' }),
+  create: (body: CreateStream) => api.post<Stream>('/api/streams', body, { auth: 'required' }),
+  update: (id: string, body: UpdateStream) => api.patch<Stream>(`/api/streams/${id}`, body, { auth: 'required' }),
   stop: (id: string) => api.post<Stream>(`/api/streams/${id}/stop`, {}, { auth: 'required' }),
   mine: (userId: string) => api.get<Page<Stream>>('/api/streams', { streamer_id: userId, per_page: 20 }, { auth: 'required' }),
 }
@@ -55,12 +63,12 @@ export interface HistoryQuery {
 }
 
 export const donations = {
-  create: (streamId: string, body: { amount: number; message?: string; payment_method: PaymentMethod; anonymous?: boolean }) =>
+  create: (streamId: string, body: CreateDonation) =>
     api.post<DonationCreated>(`/api/streams/${streamId}/donations`, body, { auth: 'required' }),
   sent: (query: HistoryQuery = {}) => api.get<DonationHistory>('/api/donations/sent', { ...query }, { auth: 'required' }),
   received: (query: HistoryQuery = {}) => api.get<DonationHistory>('/api/donations/received', { ...query }, { auth: 'required' }),
   receivedCsv: (query: HistoryQuery = {}) => request<Response>('GET', '/api/donations/received', { query: { ...query, format: 'csv' }, auth: 'required', raw: true }),
-  ofStream: (streamId: string) => api.get<Page<Donation>>(`/api/streams/${streamId}/donations`),
+  ofStream: (streamId: string) => api.get<Page<PublicDonation>>(`/api/streams/${streamId}/donations`),
   get: (id: string) => api.get<DonationDetail>(`/api/donations/${id}`, undefined, { auth: 'required' }),
   /** `late`: the transfer arrived after the donation expired (expired → completed). */
   confirm: (id: string, late = false) =>
@@ -71,33 +79,16 @@ export const donations = {
 export const payout = {
   /** 404 `payout_details_missing` until set. */
   get: () => api.get<PayoutDetails>('/api/users/me/payout', undefined, { auth: 'required' }),
-  update: (body: PayoutDetails) => api.patch<PayoutDetails>('/api/users/me/payout', body, { auth: 'required' }),
+  update: (body: UpdatePayout) => api.patch<PayoutDetails>('/api/users/me/payout', body, { auth: 'required' }),
 }
 
 export const blockedWords = {
-  list: () => api.get<{ words: string[] }>('/api/users/me/blocked-words', undefined, { auth: 'required' }),
-  replace: (words: string[]) => api.put<{ words: string[] }>('/api/users/me/blocked-words', { words }, { auth: 'required' }),
+  list: () => api.get<BlockedWords>('/api/users/me/blocked-words', undefined, { auth: 'required' }),
+  replace: (words: string[]) => api.put<BlockedWords>('/api/users/me/blocked-words', { words }, { auth: 'required' }),
 }
 
 export const account = {
-  update: (body: { first_name?: string; last_name?: string; is_streamer?: boolean }) => api.patch<User>('/api/users/me', body, { auth: 'required' }),
-}
-
-export interface AdminStream {
-  id: string
-  title: string
-  streamer: { id: string; username: string }
-  is_live: boolean
-  started_at: string | null
-  ended_at: string | null
-  created_at: string
-}
-
-export interface AdminDonation extends Donation {
-  transaction_id: string
-  stream_title: string
-  streamer: { id: string; username: string }
-  donor: { id: string; username: string } | null
+  update: (body: UpdateMe) => api.patch<User>('/api/users/me', body, { auth: 'required' }),
 }
 
 export const admin = {

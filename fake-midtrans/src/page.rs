@@ -4,12 +4,11 @@
 
 use serde_json::Value;
 
-use crate::mail::escape;
-use crate::payments::rupiah;
+use crate::wire::{escape, rupiah};
 
 /// What the payment page shows.
 #[derive(Debug)]
-pub(super) struct PageOrder<'a> {
+pub(crate) struct PageOrder<'a> {
     pub token: &'a str,
     pub order_id: &'a str,
     pub amount: i64,
@@ -26,7 +25,7 @@ h1{font-size:18px;margin:0 0 4px}.amount{font-size:28px;font-weight:700;margin:1
 form{margin:8px 0}button{width:100%;padding:10px;border:0;border-radius:6px;font-size:15px;cursor:pointer}\
 .pay{background:#0f9d58;color:#fff}.alt{background:#e5e7eb}.bad{background:#fee2e2;color:#991b1b}";
 
-pub(super) fn payment(order: &PageOrder<'_>) -> String {
+pub(crate) fn payment(order: &PageOrder<'_>) -> String {
     let token = escape(order.token);
     let button = |action: &str, class: &str, label: &str| {
         format!(
@@ -95,7 +94,7 @@ document.getElementById('close').addEventListener('click', function () {{
 }
 
 /// After an action: tell the opener (Snap.js overlay) the result, or offer the finish URL.
-pub(super) fn result(result: &Value, finish_url: Option<&str>) -> String {
+pub(crate) fn result(result: &Value, finish_url: Option<&str>) -> String {
     let status = result["transaction_status"].as_str().unwrap_or_default();
     let order_id = result["order_id"].as_str().unwrap_or_default();
     let status_code = result["status_code"].as_str().unwrap_or_default();
@@ -139,11 +138,11 @@ if (window.parent !== window) window.parent.postMessage({{source: 'midtrans-sand
     )
 }
 
-pub(super) fn not_found() -> String {
+pub(crate) fn not_found() -> String {
     error("This payment link does not exist or has expired.")
 }
 
-pub(super) fn error(message: &str) -> String {
+pub(crate) fn error(message: &str) -> String {
     format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Payment error</title><style>{STYLE}</style></head>
 <body><main><h1>Payment not possible</h1><p>{}</p></main></body></html>"#,
@@ -155,7 +154,7 @@ pub(super) fn error(message: &str) -> String {
 /// overlay; its result calls `onSuccess` (status code 200), `onPending` (201) or `onError`
 /// (anything else); closing it calls `onClose`. `embed(token, {embedId, ...})` shows it inside
 /// an element instead.
-pub(super) fn snap_js(base_url: &str) -> String {
+pub(crate) fn snap_js(base_url: &str) -> String {
     let base = serde_json::to_string(base_url).unwrap_or_else(|_| "\"\"".to_owned());
     format!(
         r#"/* Siaran's local Midtrans sandbox: a stand-in for Snap.js. */

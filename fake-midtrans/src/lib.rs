@@ -1,5 +1,9 @@
-//! A local Midtrans (`siaran midtrans-sandbox`) that speaks the real protocol, so the whole
+//! A local Midtrans (the `fake-midtrans` program) that speaks the real protocol, so the whole
 //! donation flow runs on a fresh machine and in tests without Midtrans' servers.
+//!
+//! It is a third party to Siaran and shares no code with it: it reads Snap requests as JSON,
+//! signs notifications with its own SHA-512, and renders its own page. A mistake in Siaran's
+//! Midtrans client therefore cannot be mirrored here and pass unnoticed.
 //!
 //! What it does as Midtrans does:
 //! - Basic auth with the server key on every API call (`401` with Midtrans' message otherwise).
@@ -20,6 +24,7 @@
 //! delivery log.
 
 mod page;
+mod wire;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -44,7 +49,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::midtrans::{SnapRequest, format_time, signature};
+use wire::{SnapRequest, format_time, signature};
 
 /// Midtrans gives up on a notification after this long.
 const NOTIFICATION_TIMEOUT: Duration = Duration::from_secs(15);
@@ -194,7 +199,7 @@ impl Sandbox {
         self.stop.cancel();
     }
 
-    /// Serves until `shutdown` completes (`siaran midtrans-sandbox`), writing the bound address
+    /// Serves until `shutdown` completes (the `fake-midtrans` program), writing the bound address
     /// to `addr_file` first so scripts can find a port chosen by the system.
     pub async fn run(
         self,

@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
+use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 use uuid::Uuid;
 
 use super::emails;
 use super::model::{ANONYMOUS, CURRENCY, Donation, DonationStatus, Effect};
 use super::service::{self, Applied, Source};
-use crate::jobs::Job;
 use crate::live::events::{DonationReceived, EventData};
 use crate::payments::StatusAnswer;
 use crate::ratelimit::{Limit, RateLimiter};
@@ -33,6 +33,45 @@ const NOTIFICATION_REQUEUES: i32 = 5;
 /// Status calls that notifications may cause per donation per minute; notifications beyond
 /// are recorded as `throttled` (reconciliation still settles a pending donation).
 const NOTIFIED_CHECKS_PER_MINUTE: u64 = 6;
+
+/// The donation jobs: what each is and how it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DonationJob {
+    /// Ask Midtrans for the verified status of a notified order and act on it.
+    ProcessNotification { notification_id: Uuid },
+    /// The periodic sweep: expire stale bank transfers, queue checks of old pending Midtrans
+    /// donations, requeue undelivered outbox rows and unprocessed notifications.
+    Reconcile,
+    /// Ask Midtrans for the status of one donation (queued by the sweep).
+    CheckDonation { donation_id: Uuid },
+    /// Deliver one effect of a status change (the live alert or an email).
+    DeliverOutbox { outbox_id: Uuid },
+}
+
+impl DonationJob {
+    /// A short name for logs and metrics.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::ProcessNotification { .. } => "process_notification",
+            Self::Reconcile => "reconcile",
+            Self::CheckDonation { .. } => "check_donation",
+            Self::DeliverOutbox { .. } => "deliver_outbox",
+        }
+    }
+
+    pub async fn run(&self, state: &AppState) -> anyhow::Result<()> {
+        match *self {
+            Self::ProcessNotification { notification_id } => {
+                process_notification(state, notification_id).await
+            }
+            Self::Reconcile => reconcile(state).await,
+            Self::CheckDonation { donation_id } => check_donation(state, donation_id).await,
+            Self::DeliverOutbox { outbox_id } => deliver_outbox(state, outbox_id).await,
+        }
+    }
+}
 
 /// Processes a stored notification: asks Midtrans for the order's verified status and acts on
 /// that. Idempotent: a processed notification is skipped, and applying a status twice changes
@@ -205,7 +244,7 @@ async fn reconcile_midtrans(state: &AppState) -> anyhow::Result<()> {
     for donation_id in ids {
         state
             .jobs
-            .enqueue(Job::CheckDonation { donation_id })
+            .enqueue(DonationJob::CheckDonation { donation_id }.into())
             .await?;
     }
     Ok(())
@@ -241,7 +280,10 @@ async fn requeue_stuck(state: &AppState) -> anyhow::Result<()> {
     .fetch_all(&state.db)
     .await?;
     for outbox_id in outbox {
-        state.jobs.enqueue(Job::DeliverOutbox { outbox_id }).await?;
+        state
+            .jobs
+            .enqueue(DonationJob::DeliverOutbox { outbox_id }.into())
+            .await?;
     }
     // Each requeue waits twice as long as the one before, and there are only so many.
     let notifications: Vec<Uuid> = sqlx::query_scalar(
@@ -261,7 +303,7 @@ async fn requeue_stuck(state: &AppState) -> anyhow::Result<()> {
     for notification_id in notifications {
         state
             .jobs
-            .enqueue(Job::ProcessNotification { notification_id })
+            .enqueue(DonationJob::ProcessNotification { notification_id }.into())
             .await?;
     }
     Ok(())

@@ -13,8 +13,8 @@ use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::jobs::DonationJob;
 use super::model::{CURRENCY, Donation, DonationStatus, Effect};
-use crate::jobs::Job;
 use crate::payments::midtrans::{TransactionStatus, Verdict};
 use crate::state::AppState;
 
@@ -145,7 +145,7 @@ pub async fn dispatch(state: &AppState, outbox: &[Uuid]) {
     for id in outbox {
         if let Err(e) = state
             .jobs
-            .enqueue(Job::DeliverOutbox { outbox_id: *id })
+            .enqueue(DonationJob::DeliverOutbox { outbox_id: *id }.into())
             .await
         {
             tracing::warn!(outbox_id = %id, cause = %e, "could not queue an outbox delivery; reconciliation will");

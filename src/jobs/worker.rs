@@ -11,8 +11,9 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use tokio::time::{Instant, MissedTickBehavior};
 use uuid::Uuid;
 
+use super::handle;
 use super::queue::{Envelope, GROUP, JobQueue, millis};
-use super::{Job, handle};
+use crate::donations::jobs::DonationJob;
 use crate::state::AppState;
 
 /// How long one blocking read waits for a job before the loop checks for shutdown and chores.
@@ -85,7 +86,7 @@ async fn scheduler(state: AppState) {
         let marker = period.mul_f64(0.9);
         if let Err(e) = state
             .jobs
-            .enqueue_once_per("reconcile", marker, Job::Reconcile)
+            .enqueue_once_per("reconcile", marker, DonationJob::Reconcile.into())
             .await
         {
             tracing::warn!(cause = %e, "could not queue reconciliation; trying next period");

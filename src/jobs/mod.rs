@@ -29,7 +29,7 @@ mod worker;
 use serde::{Deserialize, Serialize};
 
 use crate::donations::jobs::DonationJob;
-use crate::state::AppState;
+use crate::state::Services;
 
 pub use queue::{DeadLetter, JobQueue};
 pub use worker::{run_workers, spawn_workers};
@@ -59,7 +59,7 @@ impl From<DonationJob> for Job {
 }
 
 /// Runs one job. Errors are retried with backoff.
-async fn handle(state: &AppState, job: &Job) -> anyhow::Result<()> {
+async fn handle(state: &Services, job: &Job) -> anyhow::Result<()> {
     match job {
         Job::Donations(job) => job.run(state).await,
     }

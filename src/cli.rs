@@ -129,16 +129,18 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             )
             .await?;
             db::migrate(&pool).await?;
-            let state = startup::build_state(config, pool, media::IngestHandle::detached()).await?;
-            let stop = state.shutdown.clone();
+            // Jobs only: no HTTP, sockets, sessions or RTMP in this process.
+            let services = startup::build_services(config, pool).await?;
+            let stop = services.shutdown.clone();
             tokio::spawn(async move {
                 shutdown_signal().await;
                 tracing::info!("worker shutting down");
                 stop.cancel();
             });
             tracing::info!(concurrency, "worker running");
-            jobs::run_workers(state.clone(), concurrency).await;
-            state.db.close().await;
+            let db = services.db.clone();
+            jobs::run_workers(services, concurrency).await;
+            db.close().await;
             Ok(())
         }
         Command::Openapi => {

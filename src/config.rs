@@ -150,7 +150,7 @@ pub struct Config {
 
     /// Sockets and viewer counts.
     #[command(flatten)]
-    pub live: crate::live::LiveConfig,
+    pub live: LiveConfig,
 
     /// Donation rules.
     #[command(flatten)]
@@ -482,6 +482,82 @@ fn dev_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
         "SIARAN_JWT_SECRET is not set: generated a development secret (set it explicitly in production)"
     );
     Ok(secret.into_bytes())
+}
+
+/// Tuning of sockets and viewer counts. The defaults suit production; tests shorten the timers.
+#[derive(Debug, Clone, Args)]
+pub struct LiveConfig {
+    /// Seconds between the WebSocket pings the server sends to every socket.
+    #[arg(
+        long = "ws-ping-interval",
+        env = "SIARAN_WS_PING_INTERVAL",
+        default_value_t = 10
+    )]
+    pub ws_ping_interval_secs: u64,
+
+    /// A socket that sends nothing (not even a pong) for this many seconds is closed as dead.
+    #[arg(
+        long = "ws-idle-timeout",
+        env = "SIARAN_WS_IDLE_TIMEOUT",
+        default_value_t = 40
+    )]
+    pub ws_idle_timeout_secs: u64,
+
+    /// Events a socket may fall behind before it is told it is too slow and disconnected.
+    #[arg(long = "ws-max-lag", env = "SIARAN_WS_MAX_LAG", default_value_t = 1024)]
+    pub ws_max_lag: usize,
+
+    /// Most sockets (stream and overlay) this process keeps open; more are refused with 503.
+    #[arg(
+        long = "ws-max-connections",
+        env = "SIARAN_WS_MAX_CONNECTIONS",
+        default_value_t = 50_000
+    )]
+    pub ws_max_connections: usize,
+
+    /// Seconds between viewer count updates. A process that stops updating (it crashed) stops
+    /// counting after six of them.
+    #[arg(
+        long = "viewers-interval",
+        env = "SIARAN_VIEWERS_INTERVAL",
+        default_value_t = 5
+    )]
+    pub viewers_interval_secs: u64,
+
+    /// Most overlay sockets one overlay token may have open in this process; more get 429
+    /// `too_many_overlays`.
+    #[arg(
+        long = "overlay-max-per-token",
+        env = "SIARAN_OVERLAY_MAX_PER_TOKEN",
+        default_value_t = 16
+    )]
+    pub overlay_max_per_token: usize,
+
+    /// Most overlay sockets one client address may have open in this process; more get 429
+    /// `too_many_overlays`.
+    #[arg(
+        long = "overlay-max-per-address",
+        env = "SIARAN_OVERLAY_MAX_PER_ADDRESS",
+        default_value_t = 64
+    )]
+    pub overlay_max_per_address: usize,
+}
+
+impl LiveConfig {
+    #[must_use]
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ws_ping_interval_secs.max(1))
+    }
+
+    #[must_use]
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.ws_idle_timeout_secs.max(2))
+    }
+
+    #[must_use]
+    pub fn viewers_interval(&self) -> Duration {
+        Duration::from_secs(self.viewers_interval_secs.max(1))
+    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use crate::live::Live;
 use crate::live::events::Events;
 use crate::mail::Mailer;
 use crate::payments::Midtrans;
-use crate::state::AppState;
+use crate::state::{AppState, Services};
 use crate::streams::housekeeping;
 use crate::{db, http};
 
@@ -63,9 +63,7 @@ impl Application {
                 .with_context(|| {
                     format!("binding RTMP on {} (SIARAN_RTMP_ADDR)", config.rtmp_addr)
                 })?;
-        let state = build_state(config, db, ingest.handle()).await?;
-        // Sockets, the Redis subscription and viewer counts belong to serving processes only.
-        Live::start(&state);
+        let state = build_state(build_services(config, db).await?, ingest.handle())?;
         let router = http::router(state.clone());
         Ok(Self {
             state,
@@ -108,7 +106,7 @@ impl Application {
             media_events,
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "HTTP listening");
-        jobs::spawn_workers(&state, state.config.jobs.workers);
+        jobs::spawn_workers(&state.services(), state.config.jobs.workers);
         let token = state.shutdown.clone();
         // The ingest stops with the server; the bridge drains its last events (streams ending)
         // into the database before the pool closes.
@@ -143,16 +141,8 @@ impl Application {
     }
 }
 
-/// The shared state of a server or worker process, on an existing, migrated pool. `ingest` is
-/// the process's RTMP ingest: the bound server's handle, or [`media::IngestHandle::detached`]
-/// for a process that accepts no RTMP (the worker), which can stop no publisher itself (the
-/// ingesting process does at its next heartbeat).
-pub async fn build_state(
-    config: Config,
-    db: PgPool,
-    ingest: media::IngestHandle,
-) -> anyhow::Result<AppState> {
-    let jwt = JwtKeys::new(&config.resolve_jwt_secret()?);
+/// What every process needs (a server's or a worker's), on an existing, migrated pool.
+pub async fn build_services(config: Config, db: PgPool) -> anyhow::Result<Services> {
     let redis = Redis::new(&config.redis_url, &config.redis_prefix).context("parsing REDIS_URL")?;
     if let Err(e) = redis.ping().await {
         tracing::warn!(cause = %e, "Redis is not reachable; live features wait for it to come back");
@@ -172,15 +162,35 @@ pub async fn build_state(
             "MIDTRANS_SERVER_KEY is not set: online payment is off (bank transfers still work)"
         );
     }
-    let shutdown = CancellationToken::new();
-    let tasks = TaskTracker::new();
-    let events = Events::new(db.clone(), redis.clone());
-    let live = Live::new(
-        &config.live,
-        events.clone(),
-        shutdown.clone(),
-        tasks.clone(),
-    );
+    Ok(Services {
+        jobs: JobQueue::new(redis.clone(), config.jobs.clone()),
+        events: Events::new(db.clone(), redis.clone()),
+        config: Arc::new(config),
+        db,
+        redis,
+        mailer,
+        midtrans,
+        shutdown: CancellationToken::new(),
+        tasks: TaskTracker::new(),
+    })
+}
+
+/// A serving process's state: the services, and sessions, sockets (started here: the relay,
+/// viewer counts, the log pruner), comments and `ingest`, the handle of its RTMP server.
+pub fn build_state(services: Services, ingest: media::IngestHandle) -> anyhow::Result<AppState> {
+    let Services {
+        config,
+        db,
+        redis,
+        events,
+        jobs,
+        mailer,
+        midtrans,
+        shutdown,
+        tasks,
+    } = services;
+    let jwt = JwtKeys::new(&config.resolve_jwt_secret()?);
+    let live = Live::start(&config.live, &events, &redis, &shutdown, &tasks);
     let comments = crate::comments::writer::Writer::new(db.clone(), events.clone(), tasks.clone());
     let passwords = Hasher::new(
         config.server.password_hash_concurrency,
@@ -194,13 +204,13 @@ pub async fn build_state(
     }
     let proxies = Arc::new(config.effective_trusted_proxies());
     Ok(AppState {
-        jobs: JobQueue::new(redis.clone(), config.jobs.clone()),
-        config: Arc::new(config),
+        config,
         db,
         events,
         live,
         comments,
         ingest,
+        jobs,
         redis,
         jwt: Arc::new(jwt),
         passwords,

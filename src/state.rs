@@ -1,8 +1,14 @@
-//! The state every handler and background task shares. Cheap to clone: everything inside is a
-//! handle (`Arc`, pool, connection manager).
+//! What handlers and background work share. Cheap to clone: everything inside is a handle
+//! (`Arc`, pool, connection manager).
+//!
+//! - [`Services`]: what every process has — storage, the job queue, live events, mail, the
+//!   payment gateway. `siaran worker` is built with these alone.
+//! - [`AppState`]: a serving process — the services plus sessions, sockets, comments and the
+//!   RTMP ingest. Handlers that need only the services take them as `State<Services>`.
 
 use std::sync::Arc;
 
+use axum::extract::FromRef;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +25,27 @@ use crate::live::events::Events;
 use crate::mail::Mailer;
 use crate::payments::Midtrans;
 
+/// What background jobs (and the handlers that start them) need, in any process.
+#[derive(Clone, Debug)]
+pub struct Services {
+    pub config: Arc<Config>,
+    pub db: PgPool,
+    pub redis: Redis,
+    /// Publishes live events (comments, donations, stream state) to every server process.
+    pub events: Events,
+    /// The background job queue (Redis).
+    pub jobs: JobQueue,
+    /// Outgoing email (SMTP, or a folder in development).
+    pub mailer: Mailer,
+    /// The Midtrans merchant; `None` without `MIDTRANS_SERVER_KEY` (online payment disabled).
+    pub midtrans: Option<Midtrans>,
+    /// Cancelled when the process shuts down; long-lived tasks watch it.
+    pub shutdown: CancellationToken,
+    /// Background tasks the process waits for on shutdown.
+    pub tasks: TaskTracker,
+}
+
+/// A serving process's state: the [`Services`] and what only serving needs.
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub config: Arc<Config>,
@@ -48,4 +75,28 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Background tasks the server waits for on shutdown.
     pub tasks: TaskTracker,
+}
+
+impl AppState {
+    /// The process-wide services, for code that needs nothing else.
+    #[must_use]
+    pub fn services(&self) -> Services {
+        Services {
+            config: Arc::clone(&self.config),
+            db: self.db.clone(),
+            redis: self.redis.clone(),
+            events: self.events.clone(),
+            jobs: self.jobs.clone(),
+            mailer: self.mailer.clone(),
+            midtrans: self.midtrans.clone(),
+            shutdown: self.shutdown.clone(),
+            tasks: self.tasks.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for Services {
+    fn from_ref(state: &AppState) -> Self {
+        state.services()
+    }
 }

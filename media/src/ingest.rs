@@ -89,20 +89,6 @@ pub struct IngestHandle {
 }
 
 impl IngestHandle {
-    /// A handle with no ingest server behind it, for processes that do not accept RTMP: it
-    /// ingests nothing, so it stops nothing.
-    #[must_use]
-    pub fn detached() -> Self {
-        Self {
-            registry: Arc::new(Registry::default()),
-            admission: Arc::new(Admission::new(Budgets {
-                pending: 0,
-                pending_per_address: 0,
-                publishing: 0,
-            })),
-        }
-    }
-
     /// Connections and the bytes they buffer, right now.
     #[must_use]
     pub fn connections(&self) -> ConnectionStats {

@@ -157,7 +157,7 @@ async fn deactivate_user(
     // After the commit: a publish racing with this sees the account inactive and is refused,
     // so no stream can go live behind these ends.
     crate::streams::lifecycle::end_streams_of(&state, id).await?;
-    crate::donations::service::expire_pending_transfers_to(&state, id).await?;
+    crate::donations::service::expire_pending_transfers_to(&state.services(), id).await?;
     tracing::info!(user_id = %id, staff_id = %staff.id, "account deactivated by staff");
     state.live.close_overlays(id).await;
     Ok(Json(user.into()))

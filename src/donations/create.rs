@@ -290,7 +290,7 @@ async fn pay_with_midtrans(
             .await?;
             tracing::info!(donation_id = %donation.id, amount = new.amount, "Midtrans donation created");
             Ok(CreatedDonation {
-                donation: views::one(state, &donation, true).await?,
+                donation: views::one(&state.db, &donation, true).await?,
                 payment: Payment::Midtrans {
                     snap_token: token.token,
                     redirect_url: token.redirect_url,
@@ -307,7 +307,7 @@ async fn pay_with_midtrans(
                 MidtransError::Unexpected(_) => "Midtrans gave an unexpected answer.",
             };
             service::change(
-                state,
+                &state.services(),
                 donation.id,
                 DonationStatus::Failed,
                 Source::Midtrans,
@@ -370,7 +370,7 @@ async fn pay_by_transfer(
     };
     tracing::debug!(amount = %rupiah(instructions.amount), "transfer instructions issued");
     Ok(CreatedDonation {
-        donation: views::one(state, &donation, true).await?,
+        donation: views::one(&state.db, &donation, true).await?,
         payment: Payment::BankTransfer(instructions),
     })
 }
@@ -422,7 +422,7 @@ pub(super) async fn get_donation(
         None
     };
     Ok(Json(DonationDetail {
-        donation: views::one(&state, &donation, is_donor).await?,
+        donation: views::one(&state.db, &donation, is_donor).await?,
         payment,
     }))
 }

@@ -5,7 +5,7 @@ use super::jobs::Parties;
 use super::model::{Donation, DonationStatus};
 use crate::mail::{Email, escape};
 use crate::payments::rupiah;
-use crate::state::AppState;
+use crate::state::Services;
 
 fn method_name(donation: &Donation) -> &'static str {
     if donation.is_bank_transfer() {
@@ -30,7 +30,7 @@ fn quoted_message(donation: &Donation) -> (String, String) {
 }
 
 pub(super) fn streamer_received(
-    state: &AppState,
+    state: &Services,
     donation: &Donation,
     parties: &Parties,
     donor_name: &str,
@@ -66,7 +66,7 @@ pub(super) fn streamer_received(
 }
 
 pub(super) fn donor_receipt(
-    state: &AppState,
+    state: &Services,
     donation: &Donation,
     parties: &Parties,
     donor_name: &str,
@@ -118,7 +118,7 @@ pub(super) fn donor_receipt(
 /// To the donor of a bank transfer that was rejected or expired: what happened, and what to do
 /// if the money was sent anyway.
 pub(super) fn donor_transfer_ended(
-    state: &AppState,
+    state: &Services,
     donation: &Donation,
     parties: &Parties,
     donor_name: &str,

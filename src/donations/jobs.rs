@@ -5,17 +5,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
+use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 use uuid::Uuid;
 
 use super::emails;
 use super::model::{ANONYMOUS, CURRENCY, Donation, DonationStatus, Effect};
 use super::service::{self, Applied, Source};
-use crate::jobs::Job;
 use crate::live::events::{DonationReceived, EventData};
 use crate::payments::StatusAnswer;
 use crate::ratelimit::{Limit, RateLimiter};
-use crate::state::AppState;
+use crate::state::Services;
 
 /// Outbox rows and notifications older than this without progress are queued again.
 const STUCK_AFTER: Duration = Duration::from_secs(30);
@@ -34,10 +34,49 @@ const NOTIFICATION_REQUEUES: i32 = 5;
 /// are recorded as `throttled` (reconciliation still settles a pending donation).
 const NOTIFIED_CHECKS_PER_MINUTE: u64 = 6;
 
+/// The donation jobs: what each is and how it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DonationJob {
+    /// Ask Midtrans for the verified status of a notified order and act on it.
+    ProcessNotification { notification_id: Uuid },
+    /// The periodic sweep: expire stale bank transfers, queue checks of old pending Midtrans
+    /// donations, requeue undelivered outbox rows and unprocessed notifications.
+    Reconcile,
+    /// Ask Midtrans for the status of one donation (queued by the sweep).
+    CheckDonation { donation_id: Uuid },
+    /// Deliver one effect of a status change (the live alert or an email).
+    DeliverOutbox { outbox_id: Uuid },
+}
+
+impl DonationJob {
+    /// A short name for logs and metrics.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::ProcessNotification { .. } => "process_notification",
+            Self::Reconcile => "reconcile",
+            Self::CheckDonation { .. } => "check_donation",
+            Self::DeliverOutbox { .. } => "deliver_outbox",
+        }
+    }
+
+    pub async fn run(&self, state: &Services) -> anyhow::Result<()> {
+        match *self {
+            Self::ProcessNotification { notification_id } => {
+                process_notification(state, notification_id).await
+            }
+            Self::Reconcile => reconcile(state).await,
+            Self::CheckDonation { donation_id } => check_donation(state, donation_id).await,
+            Self::DeliverOutbox { outbox_id } => deliver_outbox(state, outbox_id).await,
+        }
+    }
+}
+
 /// Processes a stored notification: asks Midtrans for the order's verified status and acts on
 /// that. Idempotent: a processed notification is skipped, and applying a status twice changes
 /// nothing the second time.
-pub async fn process_notification(state: &AppState, notification_id: Uuid) -> anyhow::Result<()> {
+pub async fn process_notification(state: &Services, notification_id: Uuid) -> anyhow::Result<()> {
     // The notification and its donation in one read; the donation is read again, locked, only
     // when Midtrans' answer is applied (the state may move during the call).
     let row: Option<NotifiedDonation> = sqlx::query_as(
@@ -91,7 +130,7 @@ struct NotifiedDonation {
 
 /// Whether a notification may make another status call for this donation this minute (open
 /// when Redis cannot count: the calls stay bounded by the notifications stored).
-async fn notified_check_allowed(state: &AppState, donation_id: Uuid) -> bool {
+async fn notified_check_allowed(state: &Services, donation_id: Uuid) -> bool {
     let key = format!("midtrans-checks:{donation_id}");
     RateLimiter::new(state.redis.clone())
         .acquire(&[(
@@ -105,7 +144,7 @@ async fn notified_check_allowed(state: &AppState, donation_id: Uuid) -> bool {
 /// Asks Midtrans' status endpoint about a donation and applies the answer. An order Midtrans
 /// does not know (the buyer never chose a method) expires locally once past its expiry.
 pub async fn verify_with_midtrans(
-    state: &AppState,
+    state: &Services,
     donation: &Donation,
 ) -> anyhow::Result<Applied> {
     let midtrans = state
@@ -156,7 +195,7 @@ pub async fn verify_with_midtrans(
 }
 
 /// The periodic sweep. Each part is independent; one failing does not stop the others.
-pub async fn reconcile(state: &AppState) -> anyhow::Result<()> {
+pub async fn reconcile(state: &Services) -> anyhow::Result<()> {
     let mut failures = Vec::new();
     match service::expire_overdue_bank_transfers(state).await {
         Ok(expired) if !expired.is_empty() => {
@@ -183,7 +222,7 @@ pub async fn reconcile(state: &AppState) -> anyhow::Result<()> {
 /// Midtrans donations pending longer than `reconcile_after` (a lost notification) or past
 /// their expiry: queue a check of each. Marking them checked in the same statement keeps two
 /// sweeps (or a slow queue) from asking twice.
-async fn reconcile_midtrans(state: &AppState) -> anyhow::Result<()> {
+async fn reconcile_midtrans(state: &Services) -> anyhow::Result<()> {
     let after = Duration::from_secs(state.config.donations.reconcile_after_secs);
     let now = Utc::now();
     let ids: Vec<Uuid> = sqlx::query_scalar(
@@ -205,14 +244,14 @@ async fn reconcile_midtrans(state: &AppState) -> anyhow::Result<()> {
     for donation_id in ids {
         state
             .jobs
-            .enqueue(Job::CheckDonation { donation_id })
+            .enqueue(DonationJob::CheckDonation { donation_id }.into())
             .await?;
     }
     Ok(())
 }
 
 /// One reconciliation check: what does Midtrans say about this donation?
-pub async fn check_donation(state: &AppState, donation_id: Uuid) -> anyhow::Result<()> {
+pub async fn check_donation(state: &Services, donation_id: Uuid) -> anyhow::Result<()> {
     let donation: Option<Donation> = sqlx::query_as("SELECT * FROM donations WHERE id = $1")
         .bind(donation_id)
         .fetch_optional(&state.db)
@@ -228,7 +267,7 @@ pub async fn check_donation(state: &AppState, donation_id: Uuid) -> anyhow::Resu
 }
 
 /// Outbox rows and notifications whose job was lost (Redis down when queuing, Redis data lost).
-async fn requeue_stuck(state: &AppState) -> anyhow::Result<()> {
+async fn requeue_stuck(state: &Services) -> anyhow::Result<()> {
     let before = Utc::now() - STUCK_AFTER;
     let outbox: Vec<Uuid> = sqlx::query_scalar(
         "SELECT id FROM donation_outbox
@@ -241,7 +280,10 @@ async fn requeue_stuck(state: &AppState) -> anyhow::Result<()> {
     .fetch_all(&state.db)
     .await?;
     for outbox_id in outbox {
-        state.jobs.enqueue(Job::DeliverOutbox { outbox_id }).await?;
+        state
+            .jobs
+            .enqueue(DonationJob::DeliverOutbox { outbox_id }.into())
+            .await?;
     }
     // Each requeue waits twice as long as the one before, and there are only so many.
     let notifications: Vec<Uuid> = sqlx::query_scalar(
@@ -261,7 +303,7 @@ async fn requeue_stuck(state: &AppState) -> anyhow::Result<()> {
     for notification_id in notifications {
         state
             .jobs
-            .enqueue(Job::ProcessNotification { notification_id })
+            .enqueue(DonationJob::ProcessNotification { notification_id }.into())
             .await?;
     }
     Ok(())
@@ -302,7 +344,7 @@ const SELECT_WORK: &str = "SELECT o.kind, o.delivered_at, d.*, s.title AS stream
 /// - An email is sent with no transaction open and no row locked: a session advisory lock on a
 ///   connection of its own (closed afterwards, so a cancelled job cannot leave the lock on a
 ///   pooled connection) keeps a second worker from sending it at the same time.
-pub async fn deliver_outbox(state: &AppState, outbox_id: Uuid) -> anyhow::Result<()> {
+pub async fn deliver_outbox(state: &Services, outbox_id: Uuid) -> anyhow::Result<()> {
     let work: Option<OutboxWork> = sqlx::query_as(SELECT_WORK)
         .bind(outbox_id)
         .fetch_optional(&state.db)
@@ -358,7 +400,7 @@ pub async fn deliver_outbox(state: &AppState, outbox_id: Uuid) -> anyhow::Result
 
 /// The live alert: recorded in the stream's event log by the transaction that marks the row
 /// delivered, so it exists exactly once whatever happens to this worker.
-async fn deliver_alert(state: &AppState, outbox_id: Uuid, work: &OutboxWork) -> anyhow::Result<()> {
+async fn deliver_alert(state: &Services, outbox_id: Uuid, work: &OutboxWork) -> anyhow::Result<()> {
     let mut tx = state.db.begin().await?;
     let delivered: Option<Option<chrono::DateTime<Utc>>> = sqlx::query_scalar(
         "SELECT delivered_at FROM donation_outbox WHERE id = $1 FOR UPDATE NOWAIT",
@@ -418,7 +460,7 @@ pub struct Parties {
 
 /// Sends one outbox email with the outbox row's own `Message-ID`: one sent again because its
 /// worker died before marking it sent is the same message (mail clients and servers show one).
-async fn send_email(state: &AppState, outbox_id: Uuid, work: &OutboxWork) -> anyhow::Result<()> {
+async fn send_email(state: &Services, outbox_id: Uuid, work: &OutboxWork) -> anyhow::Result<()> {
     let (donation, parties) = (&work.donation, &work.parties);
     let mut email = match work.kind {
         Effect::EventReceived => anyhow::bail!("the live alert is not an email"),

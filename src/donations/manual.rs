@@ -21,7 +21,7 @@ use super::views;
 use crate::auth::AuthUser;
 use crate::error::{AppError, AppResult, ErrorCode, FieldError, Problem};
 use crate::http::extract::{Json, Path, parse_json};
-use crate::state::AppState;
+use crate::state::Services;
 use crate::users::model::User;
 
 const REASON_MAX_CHARS: usize = 500;
@@ -58,7 +58,7 @@ fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &Bytes) -> AppR
 }
 
 async fn decide(
-    state: &AppState,
+    state: &Services,
     user: &User,
     id: Uuid,
     decision: Decision,
@@ -98,7 +98,7 @@ async fn decide(
     if current == target {
         // The same click again (or the other of two concurrent clicks): answer, change nothing.
         tx.commit().await?;
-        return Ok(views::one(state, &donation, false).await?);
+        return Ok(views::one(&state.db, &donation, false).await?);
     }
     let mut donation = donation;
     let mut outbox = Vec::new();
@@ -147,7 +147,7 @@ async fn decide(
         ));
     };
     service::dispatch(state, &outbox).await;
-    Ok(views::one(state, &updated, false).await?)
+    Ok(views::one(&state.db, &updated, false).await?)
 }
 
 fn expired_conflict() -> AppError {
@@ -173,15 +173,21 @@ fn expired_conflict() -> AppError {
             content_type = "application/problem+json"),
 ))]
 pub(super) async fn confirm(
-    State(state): State<AppState>,
+    State(services): State<Services>,
     AuthUser(user): AuthUser,
     Path(id): Path<Uuid>,
     body: Bytes,
 ) -> AppResult<Json<DonationView>> {
     let body: ConfirmDonation = optional_body(&body)?;
-    decide(&state, &user, id, Decision::Confirm { late: body.late }, "")
-        .await
-        .map(Json)
+    decide(
+        &services,
+        &user,
+        id,
+        Decision::Confirm { late: body.late },
+        "",
+    )
+    .await
+    .map(Json)
 }
 
 /// Rejects a bank transfer that did not arrive; the donor is told by email.
@@ -199,7 +205,7 @@ pub(super) async fn confirm(
         (status = 422, description = "Reason too long", body = Problem, content_type = "application/problem+json"),
 ))]
 pub(super) async fn reject(
-    State(state): State<AppState>,
+    State(services): State<Services>,
     AuthUser(user): AuthUser,
     Path(id): Path<Uuid>,
     body: Bytes,
@@ -214,7 +220,7 @@ pub(super) async fn reject(
         )
         .into());
     }
-    decide(&state, &user, id, Decision::Reject, &reason)
+    decide(&services, &user, id, Decision::Reject, &reason)
         .await
         .map(Json)
 }

@@ -13,10 +13,10 @@ use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::jobs::DonationJob;
 use super::model::{CURRENCY, Donation, DonationStatus, Effect};
-use crate::jobs::Job;
 use crate::payments::midtrans::{TransactionStatus, Verdict};
-use crate::state::AppState;
+use crate::state::Services;
 
 /// Who changed a status (kept in `donation_transitions.source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,11 +141,11 @@ async fn write_effects(
 
 /// Queues delivery of committed outbox rows. If Redis is down the rows wait in PostgreSQL and
 /// reconciliation queues them once it is back.
-pub async fn dispatch(state: &AppState, outbox: &[Uuid]) {
+pub async fn dispatch(state: &Services, outbox: &[Uuid]) {
     for id in outbox {
         if let Err(e) = state
             .jobs
-            .enqueue(Job::DeliverOutbox { outbox_id: *id })
+            .enqueue(DonationJob::DeliverOutbox { outbox_id: *id }.into())
             .await
         {
             tracing::warn!(outbox_id = %id, cause = %e, "could not queue an outbox delivery; reconciliation will");
@@ -155,7 +155,7 @@ pub async fn dispatch(state: &AppState, outbox: &[Uuid]) {
 
 /// Locks, moves and commits in one go; queues the effects. `None` when nothing changed.
 pub async fn change(
-    state: &AppState,
+    state: &Services,
     id: Uuid,
     to: DonationStatus,
     source: Source,
@@ -202,7 +202,7 @@ impl Applied {
 
 /// Acts on a status obtained from Midtrans' status endpoint (never on a notification's body).
 pub async fn apply_verified_status(
-    state: &AppState,
+    state: &Services,
     donation_id: Uuid,
     status: &TransactionStatus,
 ) -> sqlx::Result<Applied> {
@@ -293,7 +293,7 @@ pub async fn apply_verified_status(
 
 /// Ends the pending bank transfers to a streamer whose account was deactivated: nobody will
 /// confirm them, so their donors are told (the expiry email) not to pay.
-pub async fn expire_pending_transfers_to(state: &AppState, streamer_id: Uuid) -> sqlx::Result<()> {
+pub async fn expire_pending_transfers_to(state: &Services, streamer_id: Uuid) -> sqlx::Result<()> {
     let pending: Vec<Uuid> = sqlx::query_scalar(
         "SELECT d.id FROM donations d JOIN streams s ON s.id = d.stream_id
           WHERE s.streamer_id = $1 AND d.status = 'pending' AND d.payment_method = 'bank_transfer'",
@@ -315,7 +315,7 @@ pub async fn expire_pending_transfers_to(state: &AppState, streamer_id: Uuid) ->
 }
 
 /// Pending bank transfers past their expiry, and the ids of those just expired.
-pub async fn expire_overdue_bank_transfers(state: &AppState) -> sqlx::Result<Vec<Uuid>> {
+pub async fn expire_overdue_bank_transfers(state: &Services) -> sqlx::Result<Vec<Uuid>> {
     let overdue = overdue(&state.db, "bank_transfer").await?;
     let mut expired = Vec::new();
     for id in overdue {

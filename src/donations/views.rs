@@ -5,7 +5,6 @@ use sqlx::FromRow;
 use super::model::{
     ANONYMOUS, CURRENCY, Donation, DonationView, Donor, PublicDonation, whole_rupiah,
 };
-use crate::state::AppState;
 use crate::users::model::PublicUser;
 
 /// A donation with what its views need from `streams` and `users`.
@@ -109,13 +108,13 @@ impl Row {
 
 /// One donation's view (re-read with its stream and donor).
 pub(super) async fn one(
-    state: &AppState,
+    db: &sqlx::PgPool,
     donation: &Donation,
     reveal_donor: bool,
 ) -> sqlx::Result<DonationView> {
     let row: Row = sqlx::query_as(&format!("{SELECT_ROWS} WHERE d.id = $1"))
         .bind(donation.id)
-        .fetch_one(&state.db)
+        .fetch_one(db)
         .await?;
     Ok(row.view(reveal_donor))
 }

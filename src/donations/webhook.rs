@@ -18,9 +18,9 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::jobs::DonationJob;
 use crate::error::{AppError, AppResult, ErrorCode, Problem};
 use crate::http::extract::Json;
-use crate::jobs::Job;
 use crate::state::AppState;
 
 /// The fields the signature covers, plus the status for the log. Everything else is ignored.
@@ -141,7 +141,7 @@ pub(super) async fn notification(
     };
     if let Err(e) = state
         .jobs
-        .enqueue(Job::ProcessNotification { notification_id })
+        .enqueue(DonationJob::ProcessNotification { notification_id }.into())
         .await
     {
         // Stored is what matters: reconciliation queues unprocessed notifications later.

@@ -1,4 +1,5 @@
-//! Background jobs on Redis: the queue, its workers, and the catalogue of jobs.
+//! Background jobs on Redis: the queue and its workers. Each feature declares its jobs and
+//! how to run them (`donations::jobs::DonationJob`); [`Job`] only lists the features.
 //!
 //! **Why Redis Streams and not a crate.** apalis (the maintained Rust job framework) brings its
 //! own Redis client version next to ours, its own key layout and its own runtime model, to give
@@ -26,26 +27,19 @@ mod queue;
 mod worker;
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
-use crate::state::AppState;
+use crate::donations::jobs::DonationJob;
+use crate::state::Services;
 
 pub use queue::{DeadLetter, JobQueue};
 pub use worker::{run_workers, spawn_workers};
 
-/// Everything that can be queued.
+/// Everything that can be queued: each feature's own jobs. The JSON is the feature's job as it
+/// is (`{"kind": "deliver_outbox", ...}`), so a feature adding a job touches only its module.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(untagged)]
 pub enum Job {
-    /// Ask Midtrans for the verified status of a notified order and act on it.
-    ProcessNotification { notification_id: Uuid },
-    /// The periodic sweep: expire stale bank transfers, queue checks of old pending Midtrans
-    /// donations, requeue undelivered outbox rows and unprocessed notifications.
-    Reconcile,
-    /// Ask Midtrans for the status of one donation (queued by the sweep).
-    CheckDonation { donation_id: Uuid },
-    /// Deliver one effect of a status change (the live alert or an email).
-    DeliverOutbox { outbox_id: Uuid },
+    Donations(DonationJob),
 }
 
 impl Job {
@@ -53,26 +47,20 @@ impl Job {
     #[must_use]
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::ProcessNotification { .. } => "process_notification",
-            Self::Reconcile => "reconcile",
-            Self::CheckDonation { .. } => "check_donation",
-            Self::DeliverOutbox { .. } => "deliver_outbox",
+            Self::Donations(job) => job.kind(),
         }
     }
 }
 
+impl From<DonationJob> for Job {
+    fn from(job: DonationJob) -> Self {
+        Self::Donations(job)
+    }
+}
+
 /// Runs one job. Errors are retried with backoff.
-async fn handle(state: &AppState, job: &Job) -> anyhow::Result<()> {
+async fn handle(state: &Services, job: &Job) -> anyhow::Result<()> {
     match job {
-        Job::ProcessNotification { notification_id } => {
-            crate::donations::jobs::process_notification(state, *notification_id).await
-        }
-        Job::Reconcile => crate::donations::jobs::reconcile(state).await,
-        Job::CheckDonation { donation_id } => {
-            crate::donations::jobs::check_donation(state, *donation_id).await
-        }
-        Job::DeliverOutbox { outbox_id } => {
-            crate::donations::jobs::deliver_outbox(state, *outbox_id).await
-        }
+        Job::Donations(job) => job.run(state).await,
     }
 }

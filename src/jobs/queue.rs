@@ -289,6 +289,7 @@ pub(super) fn millis(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::donations::jobs::DonationJob;
 
     fn queue(backoff_ms: u64) -> JobQueue {
         let config = crate::config::Config::from_args(["siaran"]).expect("defaults");
@@ -320,9 +321,10 @@ mod tests {
             id: Uuid::now_v7(),
             attempt: 2,
             enqueued_at: Utc::now(),
-            job: Job::DeliverOutbox {
+            job: DonationJob::DeliverOutbox {
                 outbox_id: Uuid::nil(),
-            },
+            }
+            .into(),
         };
         let json = encode(&envelope);
         assert!(json.contains(r#""kind":"deliver_outbox""#), "{json}");

@@ -11,9 +11,10 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use tokio::time::{Instant, MissedTickBehavior};
 use uuid::Uuid;
 
+use super::handle;
 use super::queue::{Envelope, GROUP, JobQueue, millis};
-use super::{Job, handle};
-use crate::state::AppState;
+use crate::donations::jobs::DonationJob;
+use crate::state::Services;
 
 /// How long one blocking read waits for a job before the loop checks for shutdown and chores.
 const BLOCK: Duration = Duration::from_secs(1);
@@ -24,7 +25,7 @@ const REDIS_RETRY: Duration = Duration::from_secs(1);
 
 /// Starts `count` workers and the scheduler as background tasks of the server (they stop with
 /// `state.shutdown` and are drained through `state.tasks`).
-pub fn spawn_workers(state: &AppState, count: usize) {
+pub fn spawn_workers(state: &Services, count: usize) {
     if count == 0 {
         return;
     }
@@ -44,7 +45,7 @@ pub fn spawn_workers(state: &AppState, count: usize) {
 }
 
 /// Runs `count` workers and the scheduler until `state.shutdown` is cancelled (`siaran worker`).
-pub async fn run_workers(state: AppState, count: usize) {
+pub async fn run_workers(state: Services, count: usize) {
     spawn_workers(&state, count.max(1));
     state.shutdown.cancelled().await;
     state.tasks.close();
@@ -72,7 +73,7 @@ fn hostname() -> String {
 
 /// Queues the periodic sweep once per interval across all processes (the first one a period
 /// after start: a process that restarts in a loop does not flood the queue).
-async fn scheduler(state: AppState) {
+async fn scheduler(state: Services) {
     let period = Duration::from_secs(state.config.jobs.schedule_interval_secs.max(1));
     let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -85,7 +86,7 @@ async fn scheduler(state: AppState) {
         let marker = period.mul_f64(0.9);
         if let Err(e) = state
             .jobs
-            .enqueue_once_per("reconcile", marker, Job::Reconcile)
+            .enqueue_once_per("reconcile", marker, DonationJob::Reconcile.into())
             .await
         {
             tracing::warn!(cause = %e, "could not queue reconciliation; trying next period");
@@ -93,7 +94,7 @@ async fn scheduler(state: AppState) {
     }
 }
 
-async fn worker(state: AppState, consumer: String) {
+async fn worker(state: Services, consumer: String) {
     let queue = state.jobs.clone();
     let claim_idle = Duration::from_secs(queue.config().claim_idle_secs.max(1));
     let mut conn: Option<MultiplexedConnection> = None;
@@ -188,7 +189,7 @@ async fn reader(queue: &JobQueue) -> redis::RedisResult<MultiplexedConnection> {
     Ok(conn)
 }
 
-async fn pause(state: &AppState) {
+async fn pause(state: &Services) {
     tokio::select! {
         () = state.shutdown.cancelled() => {}
         () = tokio::time::sleep(REDIS_RETRY) => {}
@@ -238,7 +239,7 @@ async fn take_over(
 
 /// Runs one delivered stream entry to an outcome: done, retried later, or dead.
 async fn run_entry(
-    state: &AppState,
+    state: &Services,
     queue: &JobQueue,
     consumer: &str,
     entry: &StreamId,

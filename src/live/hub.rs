@@ -36,10 +36,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use super::LiveConfig;
 use super::events::{EventKind, Events, LoggedEvent};
 use super::relay::{self, Inbound};
 use super::reorder::{Held, Reorder};
+use crate::config::LiveConfig;
 
 /// How long a hub without sockets lingers (so a reconnecting socket finds it warm).
 const IDLE_GRACE: Duration = Duration::from_secs(30);
@@ -289,7 +289,6 @@ pub(crate) struct Hubs {
     instance: Uuid,
     hubs: Registry,
     relay: relay::Handle,
-    relay_commands: Mutex<Option<mpsc::UnboundedReceiver<relay::Command>>>,
     sockets: Arc<Semaphore>,
     pub(crate) overlays: super::notices::Overlays,
     pub(crate) shutdown: CancellationToken,
@@ -297,20 +296,20 @@ pub(crate) struct Hubs {
 }
 
 impl Hubs {
+    /// The hubs, and the receiving end of their relay's commands for [`relay::spawn`].
     pub(crate) fn new(
         config: &LiveConfig,
         events: Events,
         shutdown: CancellationToken,
         tasks: TaskTracker,
-    ) -> Self {
+    ) -> (Self, mpsc::UnboundedReceiver<relay::Command>) {
         let (relay, commands) = relay::Handle::new();
-        Self {
+        let hubs = Self {
             config: config.clone(),
             events,
             instance: Uuid::new_v4(),
             hubs: Arc::new(Mutex::new(HashMap::new())),
             relay,
-            relay_commands: Mutex::new(Some(commands)),
             sockets: Arc::new(Semaphore::new(config.ws_max_connections)),
             overlays: super::notices::Overlays::new(
                 config.overlay_max_per_token,
@@ -318,7 +317,8 @@ impl Hubs {
             ),
             shutdown,
             tasks,
-        }
+        };
+        (hubs, commands)
     }
 
     pub(crate) fn instance(&self) -> Uuid {
@@ -327,11 +327,6 @@ impl Hubs {
 
     pub(crate) fn relay(&self) -> &relay::Handle {
         &self.relay
-    }
-
-    /// The relay's command queue, taken once by the relay task.
-    pub(crate) fn take_relay_commands(&self) -> Option<mpsc::UnboundedReceiver<relay::Command>> {
-        self.relay_commands.lock().take()
     }
 
     /// A slot for one more socket, or `None` when this process has as many as it accepts.

@@ -25,7 +25,6 @@ pub mod viewers;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Args;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -33,81 +32,7 @@ use uuid::Uuid;
 
 use crate::state::AppState;
 
-/// Tuning of sockets and viewer counts. The defaults suit production; tests shorten the timers.
-#[derive(Debug, Clone, Args)]
-pub struct LiveConfig {
-    /// Seconds between the WebSocket pings the server sends to every socket.
-    #[arg(
-        long = "ws-ping-interval",
-        env = "SIARAN_WS_PING_INTERVAL",
-        default_value_t = 10
-    )]
-    pub ws_ping_interval_secs: u64,
-
-    /// A socket that sends nothing (not even a pong) for this many seconds is closed as dead.
-    #[arg(
-        long = "ws-idle-timeout",
-        env = "SIARAN_WS_IDLE_TIMEOUT",
-        default_value_t = 40
-    )]
-    pub ws_idle_timeout_secs: u64,
-
-    /// Events a socket may fall behind before it is told it is too slow and disconnected.
-    #[arg(long = "ws-max-lag", env = "SIARAN_WS_MAX_LAG", default_value_t = 1024)]
-    pub ws_max_lag: usize,
-
-    /// Most sockets (stream and overlay) this process keeps open; more are refused with 503.
-    #[arg(
-        long = "ws-max-connections",
-        env = "SIARAN_WS_MAX_CONNECTIONS",
-        default_value_t = 50_000
-    )]
-    pub ws_max_connections: usize,
-
-    /// Seconds between viewer count updates. A process that stops updating (it crashed) stops
-    /// counting after six of them.
-    #[arg(
-        long = "viewers-interval",
-        env = "SIARAN_VIEWERS_INTERVAL",
-        default_value_t = 5
-    )]
-    pub viewers_interval_secs: u64,
-
-    /// Most overlay sockets one overlay token may have open in this process; more get 429
-    /// `too_many_overlays`.
-    #[arg(
-        long = "overlay-max-per-token",
-        env = "SIARAN_OVERLAY_MAX_PER_TOKEN",
-        default_value_t = 16
-    )]
-    pub overlay_max_per_token: usize,
-
-    /// Most overlay sockets one client address may have open in this process; more get 429
-    /// `too_many_overlays`.
-    #[arg(
-        long = "overlay-max-per-address",
-        env = "SIARAN_OVERLAY_MAX_PER_ADDRESS",
-        default_value_t = 64
-    )]
-    pub overlay_max_per_address: usize,
-}
-
-impl LiveConfig {
-    #[must_use]
-    pub fn ping_interval(&self) -> Duration {
-        Duration::from_secs(self.ws_ping_interval_secs.max(1))
-    }
-
-    #[must_use]
-    pub fn idle_timeout(&self) -> Duration {
-        Duration::from_secs(self.ws_idle_timeout_secs.max(2))
-    }
-
-    #[must_use]
-    pub fn viewers_interval(&self) -> Duration {
-        Duration::from_secs(self.viewers_interval_secs.max(1))
-    }
-}
+pub use crate::config::LiveConfig;
 
 /// The real-time machinery of one server process: its hubs, its Redis subscription, its socket
 /// budget. Cheap to clone.
@@ -117,25 +42,25 @@ pub struct Live {
 }
 
 impl Live {
-    /// Starts the relay, the viewer counter and the log pruner on `state.tasks`; they stop when
-    /// `state.shutdown` is cancelled.
-    pub fn start(state: &AppState) {
-        relay::spawn(state);
-        viewers::spawn(state);
-        spawn_pruner(state);
-    }
-
-    /// Builds the handle; [`Live::start`] sets it running once the state exists.
+    /// Builds this process's hubs and starts what keeps them fed — the Redis relay, the viewer
+    /// counter and the event-log pruner — on `tasks`; all stop when `shutdown` is cancelled.
     #[must_use]
-    pub fn new(
+    pub fn start(
         config: &LiveConfig,
-        events: events::Events,
-        shutdown: tokio_util::sync::CancellationToken,
-        tasks: tokio_util::task::TaskTracker,
+        events: &events::Events,
+        redis: &crate::kv::Redis,
+        shutdown: &tokio_util::sync::CancellationToken,
+        tasks: &tokio_util::task::TaskTracker,
     ) -> Self {
-        Self {
-            inner: Arc::new(hub::Hubs::new(config, events, shutdown, tasks)),
-        }
+        let (hubs, relay_commands) =
+            hub::Hubs::new(config, events.clone(), shutdown.clone(), tasks.clone());
+        let live = Self {
+            inner: Arc::new(hubs),
+        };
+        relay::spawn(redis, relay_commands, shutdown, tasks);
+        viewers::spawn(&live, redis, events, shutdown, tasks);
+        spawn_pruner(events, shutdown, tasks);
+        live
     }
 
     pub(crate) fn hubs(&self) -> &hub::Hubs {
@@ -163,11 +88,15 @@ impl Live {
 }
 
 /// Removes old events from the log every few minutes (every process does; it is idempotent).
-fn spawn_pruner(state: &AppState) {
+fn spawn_pruner(
+    events: &events::Events,
+    shutdown: &tokio_util::sync::CancellationToken,
+    tasks: &tokio_util::task::TaskTracker,
+) {
     const EVERY: Duration = Duration::from_secs(5 * 60);
-    let events = state.events.clone();
-    let shutdown = state.shutdown.clone();
-    state.tasks.spawn(async move {
+    let events = events.clone();
+    let shutdown = shutdown.clone();
+    tasks.spawn(async move {
         // Start at a random point so that processes started together do not prune together.
         let offset = Duration::from_millis(rand::random_range(0..EVERY.as_millis() as u64));
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, EVERY);

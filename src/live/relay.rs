@@ -16,7 +16,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::hub::Frame;
-use crate::state::AppState;
 
 /// How long connecting (or answering a ping) may take before the connection counts as dead.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -98,18 +97,21 @@ impl Backoff {
     }
 }
 
-/// Starts the relay task.
-pub(crate) fn spawn(state: &AppState) {
-    let Some(commands) = state.live.hubs().take_relay_commands() else {
-        return;
-    };
+/// Starts the relay task, which takes its commands from `commands` (the other end of the
+/// [`Handle`] the hubs hold).
+pub(crate) fn spawn(
+    redis: &crate::kv::Redis,
+    commands: mpsc::UnboundedReceiver<Command>,
+    shutdown: &CancellationToken,
+    tasks: &tokio_util::task::TaskTracker,
+) {
     let relay = Relay {
-        client: state.redis.client().clone(),
+        client: redis.client().clone(),
         commands,
         routes: HashMap::new(),
-        shutdown: state.shutdown.clone(),
+        shutdown: shutdown.clone(),
     };
-    state.tasks.spawn(relay.run());
+    tasks.spawn(relay.run());
 }
 
 struct Relay {

@@ -101,19 +101,31 @@ pub async fn counts(state: &AppState, stream_ids: &[Uuid]) -> HashMap<Uuid, u64>
     }
 }
 
-/// Starts the counter task.
-pub(crate) fn spawn(state: &AppState) {
+/// Starts the counter task on `tasks`; it stops when `shutdown` is cancelled.
+pub(crate) fn spawn(
+    live: &super::Live,
+    redis: &Redis,
+    events: &super::events::Events,
+    shutdown: &tokio_util::sync::CancellationToken,
+    tasks: &tokio_util::task::TaskTracker,
+) {
     let counter = Counter {
-        state: state.clone(),
+        live: live.clone(),
+        redis: redis.clone(),
+        events: events.clone(),
+        shutdown: shutdown.clone(),
         reported: HashSet::new(),
         published: HashMap::new(),
         failing: false,
     };
-    state.tasks.spawn(counter.run());
+    tasks.spawn(counter.run());
 }
 
 struct Counter {
-    state: AppState,
+    live: super::Live,
+    redis: Redis,
+    events: super::events::Events,
+    shutdown: tokio_util::sync::CancellationToken,
     /// Streams this process wrote an entry for last time (to remove when they reach zero).
     reported: HashSet<Uuid>,
     /// Per stream this process published the count of: the count and ticks since.
@@ -123,8 +135,8 @@ struct Counter {
 
 impl Counter {
     async fn run(mut self) {
-        let interval = self.state.live.hubs().config.viewers_interval();
-        let shutdown = self.state.shutdown.clone();
+        let interval = self.live.hubs().config.viewers_interval();
+        let shutdown = self.shutdown.clone();
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -137,7 +149,7 @@ impl Counter {
     }
 
     async fn tick(&mut self, interval: Duration) {
-        let local = self.state.live.hubs().local_viewers();
+        let local = self.live.hubs().local_viewers();
         if local.is_empty() && self.reported.is_empty() {
             return;
         }
@@ -165,8 +177,8 @@ impl Counter {
         local: &[(Uuid, u64)],
         interval: Duration,
     ) -> redis::RedisResult<Vec<(Uuid, u64)>> {
-        let redis = &self.state.redis;
-        let instance = self.state.live.instance().simple().to_string();
+        let redis = &self.redis;
+        let instance = self.live.instance().simple().to_string();
         let ttl = interval * TTL_INTERVALS;
         let now = now_ms();
         let expires = now + ttl.as_millis() as u64;
@@ -212,7 +224,7 @@ impl Counter {
                 continue;
             }
             let event = EventData::ViewersCount(ViewersCount { count });
-            match self.state.events.publish(stream_id, event).await {
+            match self.events.publish(stream_id, event).await {
                 Ok(_) => {
                     self.published.insert(stream_id, (count, 0));
                 }
@@ -226,8 +238,8 @@ impl Counter {
         if self.reported.is_empty() {
             return;
         }
-        let redis = &self.state.redis;
-        let instance = self.state.live.instance().simple().to_string();
+        let redis = &self.redis;
+        let instance = self.live.instance().simple().to_string();
         let result: redis::RedisResult<()> = async {
             let mut conn = redis.conn().await?;
             let mut pipe = redis::pipe();

@@ -199,7 +199,7 @@ async fn reconciliation_expires_overdue_transfers_and_emails_the_donor(db: PgPoo
     let fresh = donation_id(&env.donate_by_transfer(&cast, 50_000).await);
     env.backdate_expiry(&overdue, "1 hour").await;
 
-    siaran::donations::jobs::reconcile(&env.app.state)
+    siaran::donations::jobs::reconcile(&env.app.state.services())
         .await
         .unwrap();
 

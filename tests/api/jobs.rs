@@ -102,7 +102,7 @@ async fn a_job_whose_worker_is_killed_midway_is_done_once_by_another(db: PgPool)
     worker.wait().await.unwrap();
     let _ = std::fs::remove_dir_all(&workdir);
     env.smtp.hold(false);
-    siaran::jobs::spawn_workers(&env.app.state, 1);
+    siaran::jobs::spawn_workers(&env.app.state.services(), 1);
 
     env.settle().await;
     assert_eq!(env.smtp.held(), 1);
@@ -183,7 +183,7 @@ async fn the_alert_goes_out_after_redis_comes_back(db: PgPool) {
         .execute(&env.app.db)
         .await
         .unwrap();
-    siaran::donations::jobs::reconcile(&env.app.state)
+    siaran::donations::jobs::reconcile(&env.app.state.services())
         .await
         .unwrap();
 

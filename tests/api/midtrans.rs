@@ -403,7 +403,7 @@ async fn reconciliation_completes_a_payment_whose_notification_was_lost(db: PgPo
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(env.status_of(&donation_id(&created)).await, "pending");
 
-    siaran::donations::jobs::reconcile(&env.app.state)
+    siaran::donations::jobs::reconcile(&env.app.state.services())
         .await
         .unwrap();
 
@@ -421,7 +421,7 @@ async fn reconciliation_expires_an_order_nobody_paid_after_its_expiry(db: PgPool
     let id = donation_id(&created);
     env.backdate_expiry(&id, "1 minute").await;
 
-    siaran::donations::jobs::reconcile(&env.app.state)
+    siaran::donations::jobs::reconcile(&env.app.state.services())
         .await
         .unwrap();
 

@@ -11,6 +11,7 @@ export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 say "lint: rustfmt and clippy"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+python3 scripts/import-graph.py src --check
 
 say "Rust: unit and integration tests"
 if command -v cargo-nextest >/dev/null 2>&1; then

@@ -21,6 +21,7 @@ pub mod openapi;
 pub mod payments;
 pub mod ratelimit;
 pub mod seed;
+pub mod services;
 pub mod startup;
 pub mod state;
 pub mod streams;

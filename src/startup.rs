@@ -24,7 +24,8 @@ use crate::live::Live;
 use crate::live::events::Events;
 use crate::mail::Mailer;
 use crate::payments::Midtrans;
-use crate::state::{AppState, Services};
+use crate::services::Services;
+use crate::state::AppState;
 use crate::streams::housekeeping;
 use crate::{db, http};
 

@@ -1,8 +1,9 @@
 //! What handlers and background work share. Cheap to clone: everything inside is a handle
 //! (`Arc`, pool, connection manager).
 //!
-//! - [`Services`]: what every process has — storage, the job queue, live events, mail, the
-//!   payment gateway. `siaran worker` is built with these alone.
+//! - [`Services`] (in `services.rs`, which knows nothing of serving): what every process has —
+//!   storage, the job queue, live events, mail, the payment gateway. `siaran worker` is built
+//!   with these alone.
 //! - [`AppState`]: a serving process — the services plus sessions, sockets, comments and the
 //!   RTMP ingest. Handlers that need only the services take them as `State<Services>`.
 
@@ -20,30 +21,11 @@ use crate::config::Config;
 use crate::http::proxy::TrustedProxies;
 use crate::jobs::JobQueue;
 use crate::kv::Redis;
-use crate::live::Live;
 use crate::live::events::Events;
+use crate::live::runtime::Live;
 use crate::mail::Mailer;
 use crate::payments::Midtrans;
-
-/// What background jobs (and the handlers that start them) need, in any process.
-#[derive(Clone, Debug)]
-pub struct Services {
-    pub config: Arc<Config>,
-    pub db: PgPool,
-    pub redis: Redis,
-    /// Publishes live events (comments, donations, stream state) to every server process.
-    pub events: Events,
-    /// The background job queue (Redis).
-    pub jobs: JobQueue,
-    /// Outgoing email (SMTP, or a folder in development).
-    pub mailer: Mailer,
-    /// The Midtrans merchant; `None` without `MIDTRANS_SERVER_KEY` (online payment disabled).
-    pub midtrans: Option<Midtrans>,
-    /// Cancelled when the process shuts down; long-lived tasks watch it.
-    pub shutdown: CancellationToken,
-    /// Background tasks the process waits for on shutdown.
-    pub tasks: TaskTracker,
-}
+pub use crate::services::Services;
 
 /// A serving process's state: the [`Services`] and what only serving needs.
 #[derive(Clone, Debug)]

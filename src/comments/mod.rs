@@ -2,14 +2,14 @@
 //! live, and deletion by the stream's owner or staff. Posting and deleting publish
 //! `comment.created` / `comment.deleted` on the stream's socket.
 
+pub mod model;
 pub mod service;
 pub mod writer;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -19,9 +19,8 @@ use crate::auth::AuthUser;
 use crate::error::{AppError, AppResult, Problem};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::CursorPage;
-use crate::live::events::CommentCreated;
 use crate::state::AppState;
-use crate::users::model::PublicUser;
+pub use model::Comment;
 use service::Cursor;
 pub use service::post;
 
@@ -33,28 +32,6 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_comments, create_comment))
         .routes(routes!(delete_comment))
-}
-
-/// A comment as the API shows it (and as `comment.created` carries it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct Comment {
-    pub id: Uuid,
-    pub stream_id: Uuid,
-    pub author: PublicUser,
-    pub content: String,
-    pub created_at: DateTime<Utc>,
-}
-
-impl From<Comment> for CommentCreated {
-    fn from(c: Comment) -> Self {
-        Self {
-            id: c.id,
-            stream_id: c.stream_id,
-            author: c.author,
-            content: c.content,
-            created_at: c.created_at,
-        }
-    }
 }
 
 // Derived by path: utoipa names `utoipa::IntoParams` in code spanned at the handler argument,

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::Comment;
+use super::model::Comment;
 use crate::error::{AppError, AppResult, ErrorCode, FieldError};
 use crate::live::events::{CommentDeleted, EventData};
 use crate::ratelimit::{Limit, RateLimiter};
@@ -20,47 +20,7 @@ use crate::users::model::{PublicUser, User};
 
 /// Comments one user may post (on any stream) per window.
 pub const COMMENT_LIMIT: Limit = Limit::new(5, Duration::from_secs(10));
-/// Longest comment, in characters after trimming.
-pub const MAX_CHARS: usize = 500;
-
-/// Comment text that is 1–500 characters after trimming.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommentContent(String);
-
-impl CommentContent {
-    pub fn parse(raw: &str) -> Result<Self, FieldError> {
-        // Invisible characters (bidi controls, zero-width) are dropped: see `crate::text`.
-        let stripped = crate::text::strip_invisible(raw);
-        let trimmed = stripped.trim();
-        if crate::text::has_control(trimmed, true) {
-            return Err(FieldError::new(
-                "content",
-                "invalid_characters",
-                "Comments cannot contain control characters.",
-            ));
-        }
-        if trimmed.is_empty() {
-            return Err(FieldError::new(
-                "content",
-                "blank",
-                "Write something first.",
-            ));
-        }
-        if trimmed.chars().count() > MAX_CHARS {
-            return Err(FieldError::new(
-                "content",
-                "too_long",
-                format!("Comments are limited to {MAX_CHARS} characters."),
-            ));
-        }
-        Ok(Self(trimmed.to_owned()))
-    }
-
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+pub use super::model::{CommentContent, MAX_CHARS};
 
 /// Posts a comment on a live stream: validates it, counts it against the author's rate limit,
 /// stores it together with its `comment.created` event (through the stream's batching

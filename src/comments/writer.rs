@@ -28,8 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use super::Comment;
-use super::service::CommentContent;
+use super::model::{Comment, CommentContent};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::live::events::{CommentCreated, EventData, Events, PublishError};
 use crate::users::model::PublicUser;

@@ -5,15 +5,13 @@ use std::borrow::Cow;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Duration, Utc};
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::model::{
-    Donation, DonationStatus, DonationView, PaymentMethod, new_reference_code, parse_amount,
-    parse_message,
+    Amount, Donation, DonationStatus, DonationView, Message, PaymentMethod, new_reference_code,
 };
 use super::service::{self, Source};
 use super::settings::{PayoutAccount, blocked_words};
@@ -154,8 +152,8 @@ pub(super) async fn create_donation(
         None => Vec::new(),
     };
     let mut errors = Vec::new();
-    let amount = parse_amount(body.amount, &state.config.donations).map_err(|e| errors.push(e));
-    let message = parse_message(body.message.as_deref().unwrap_or_default(), &blocked)
+    let amount = Amount::parse(body.amount, &state.config.donations).map_err(|e| errors.push(e));
+    let message = Message::parse(body.message.as_deref().unwrap_or_default(), &blocked)
         .map_err(|e| errors.push(e));
     match &stream {
         None => errors.push(stream_error("not_found", "This stream does not exist.")),
@@ -195,11 +193,12 @@ pub(super) async fn create_donation(
     .map(|created| (StatusCode::CREATED, Json(created)))
 }
 
+/// A donation request that passed every check: its amount and message are proven valid.
 struct NewDonation {
     stream_id: Uuid,
     donor_id: Uuid,
-    amount: i64,
-    message: String,
+    amount: Amount,
+    message: Message,
     anonymous: bool,
 }
 
@@ -221,8 +220,8 @@ async fn insert(
     )
     .bind(new.stream_id)
     .bind(new.donor_id)
-    .bind(Decimal::from(new.amount))
-    .bind(&new.message)
+    .bind(new.amount.to_decimal())
+    .bind(new.message.as_str())
     .bind(method.as_str())
     .bind(new.anonymous)
     .bind(reference_code)
@@ -261,11 +260,11 @@ async fn pay_with_midtrans(
     let request = SnapRequest {
         transaction_details: TransactionDetails {
             order_id: order_id.clone(),
-            gross_amount: new.amount,
+            gross_amount: new.amount.rupiah(),
         },
         item_details: vec![ItemDetails {
             id: "donation".to_owned(),
-            price: new.amount,
+            price: new.amount.rupiah(),
             quantity: 1,
             name: "Donasi Siaran".to_owned(),
         }],
@@ -288,7 +287,7 @@ async fn pay_with_midtrans(
             .bind(&token.redirect_url)
             .fetch_one(&state.db)
             .await?;
-            tracing::info!(donation_id = %donation.id, amount = new.amount, "Midtrans donation created");
+            tracing::info!(donation_id = %donation.id, amount = new.amount.rupiah(), "Midtrans donation created");
             Ok(CreatedDonation {
                 donation: views::one(&state.db, &donation, true).await?,
                 payment: Payment::Midtrans {
@@ -359,12 +358,12 @@ async fn pay_by_transfer(
             Err(e) => return Err(e.into()),
         }
     };
-    tracing::info!(donation_id = %donation.id, amount = new.amount, "bank transfer donation created");
+    tracing::info!(donation_id = %donation.id, amount = new.amount.rupiah(), "bank transfer donation created");
     let instructions = TransferInstructions {
         bank_name: account.bank_name,
         account_number: account.account_number,
         account_holder: account.account_holder,
-        amount: new.amount,
+        amount: new.amount.rupiah(),
         reference_code: donation.reference_code.clone().unwrap_or_default(),
         expires_at,
     };

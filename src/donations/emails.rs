@@ -5,7 +5,7 @@ use super::jobs::Parties;
 use super::model::{Donation, DonationStatus};
 use crate::mail::{Email, escape};
 use crate::payments::rupiah;
-use crate::state::Services;
+use crate::services::Services;
 
 fn method_name(donation: &Donation) -> &'static str {
     if donation.is_bank_transfer() {

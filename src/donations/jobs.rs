@@ -15,7 +15,7 @@ use super::service::{self, Applied, Source};
 use crate::live::events::{DonationReceived, EventData};
 use crate::payments::StatusAnswer;
 use crate::ratelimit::{Limit, RateLimiter};
-use crate::state::Services;
+use crate::services::Services;
 
 /// Outbox rows and notifications older than this without progress are queued again.
 const STUCK_AFTER: Duration = Duration::from_secs(30);
@@ -244,7 +244,7 @@ async fn reconcile_midtrans(state: &Services) -> anyhow::Result<()> {
     for donation_id in ids {
         state
             .jobs
-            .enqueue(DonationJob::CheckDonation { donation_id }.into())
+            .enqueue(DonationJob::CheckDonation { donation_id })
             .await?;
     }
     Ok(())
@@ -282,7 +282,7 @@ async fn requeue_stuck(state: &Services) -> anyhow::Result<()> {
     for outbox_id in outbox {
         state
             .jobs
-            .enqueue(DonationJob::DeliverOutbox { outbox_id }.into())
+            .enqueue(DonationJob::DeliverOutbox { outbox_id })
             .await?;
     }
     // Each requeue waits twice as long as the one before, and there are only so many.
@@ -303,7 +303,7 @@ async fn requeue_stuck(state: &Services) -> anyhow::Result<()> {
     for notification_id in notifications {
         state
             .jobs
-            .enqueue(DonationJob::ProcessNotification { notification_id }.into())
+            .enqueue(DonationJob::ProcessNotification { notification_id })
             .await?;
     }
     Ok(())

@@ -21,7 +21,7 @@ use super::views;
 use crate::auth::AuthUser;
 use crate::error::{AppError, AppResult, ErrorCode, FieldError, Problem};
 use crate::http::extract::{Json, Path, parse_json};
-use crate::state::Services;
+use crate::services::Services;
 use crate::users::model::User;
 
 const REASON_MAX_CHARS: usize = 500;

@@ -333,8 +333,57 @@ pub struct PublicDonation {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-/// Parses the amount against the configured limits.
-pub fn parse_amount(amount: i64, limits: &DonationsConfig) -> Result<i64, FieldError> {
+/// A donation amount in whole rupiah that is within the configured limits. Only
+/// [`Amount::parse`] makes one, so code past the request handler holds proof that the amount
+/// was checked and never checks again (zero-to-production's `domain` types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Amount(i64);
+
+impl Amount {
+    /// Checks `rupiah` against `SIARAN_DONATION_MIN` / `SIARAN_DONATION_MAX`.
+    pub fn parse(rupiah: i64, limits: &DonationsConfig) -> Result<Self, FieldError> {
+        parse_amount(rupiah, limits).map(Self)
+    }
+
+    /// Whole rupiah.
+    #[must_use]
+    pub fn rupiah(self) -> i64 {
+        self.0
+    }
+
+    /// As the `numeric(12, 2)` column stores it.
+    #[must_use]
+    pub fn to_decimal(self) -> Decimal {
+        Decimal::from(self.0)
+    }
+}
+
+impl std::fmt::Display for Amount {
+    /// `Rp 10.000`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::payments::rupiah(self.0))
+    }
+}
+
+/// A donation message as it may be shown and read aloud: invisible characters removed,
+/// trimmed, at most 255 characters, no control characters but newlines, none of the
+/// streamer's blocked words. Only [`Message::parse`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message(String);
+
+impl Message {
+    pub fn parse(raw: &str, blocked: &[String]) -> Result<Self, FieldError> {
+        parse_message(raw, blocked).map(Self)
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Checks an amount against the configured limits.
+fn parse_amount(amount: i64, limits: &DonationsConfig) -> Result<i64, FieldError> {
     if amount < limits.donation_min {
         return Err(FieldError::new(
             "amount",
@@ -358,9 +407,8 @@ pub fn parse_amount(amount: i64, limits: &DonationsConfig) -> Result<i64, FieldE
     Ok(amount)
 }
 
-/// Parses a donation message: trimmed, at most 255 characters, free of the streamer's blocked
-/// words.
-pub fn parse_message(raw: &str, blocked: &[String]) -> Result<String, FieldError> {
+/// Checks a donation message (see [`Message`]).
+fn parse_message(raw: &str, blocked: &[String]) -> Result<String, FieldError> {
     // Invisible characters are dropped before the checks, so none hides a blocked word.
     let stripped = crate::text::strip_invisible(raw);
     let message = stripped.trim();
@@ -491,5 +539,30 @@ mod tests {
         assert_eq!(code.len(), 10);
         assert!(code.starts_with("SRN-"));
         assert!(!code[4..].contains(['0', 'O', '1', 'I', 'L']), "{code}");
+    }
+
+    #[test]
+    fn an_amount_is_made_only_within_the_limits() {
+        let config = crate::config::Config::from_args(["siaran"]).expect("defaults");
+        let limits = &config.donations;
+        let smallest = Amount::parse(limits.donation_min, limits).expect("the minimum is allowed");
+        assert_eq!(smallest.rupiah(), limits.donation_min);
+        assert_eq!(smallest.to_decimal(), Decimal::from(limits.donation_min));
+        assert!(Amount::parse(limits.donation_max, limits).is_ok());
+        let codes = [limits.donation_min - 1, limits.donation_max + 1, 0, -5]
+            .map(|rupiah| Amount::parse(rupiah, limits).unwrap_err().code);
+        assert_eq!(codes, ["too_small", "too_large", "too_small", "too_small"]);
+        assert_eq!(Amount(1_250_000).to_string(), "Rp 1.250.000");
+    }
+
+    #[test]
+    fn a_message_is_what_may_be_shown() {
+        let message = Message::parse("  Semangat\u{200b} terus!  ", &[]).expect("valid");
+        assert_eq!(message.as_str(), "Semangat terus!");
+        let blocked = ["bodoh".to_owned()];
+        assert_eq!(
+            Message::parse("dasar BODOH", &blocked).unwrap_err().code,
+            "blocked_word"
+        );
     }
 }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::jobs::DonationJob;
 use super::model::{CURRENCY, Donation, DonationStatus, Effect};
 use crate::payments::midtrans::{TransactionStatus, Verdict};
-use crate::state::Services;
+use crate::services::Services;
 
 /// Who changed a status (kept in `donation_transitions.source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +145,7 @@ pub async fn dispatch(state: &Services, outbox: &[Uuid]) {
     for id in outbox {
         if let Err(e) = state
             .jobs
-            .enqueue(DonationJob::DeliverOutbox { outbox_id: *id }.into())
+            .enqueue(DonationJob::DeliverOutbox { outbox_id: *id })
             .await
         {
             tracing::warn!(outbox_id = %id, cause = %e, "could not queue an outbox delivery; reconciliation will");

@@ -141,7 +141,7 @@ pub(super) async fn notification(
     };
     if let Err(e) = state
         .jobs
-        .enqueue(DonationJob::ProcessNotification { notification_id }.into())
+        .enqueue(DonationJob::ProcessNotification { notification_id })
         .await
     {
         // Stored is what matters: reconciliation queues unprocessed notifications later.

@@ -23,13 +23,13 @@
 //! `siaran serve` runs [`JobsConfig::workers`](crate::config::JobsConfig) workers in-process;
 //! `siaran worker` runs them alone, for scaling out.
 
-mod queue;
+pub mod queue;
 mod worker;
 
 use serde::{Deserialize, Serialize};
 
 use crate::donations::jobs::DonationJob;
-use crate::state::Services;
+use crate::services::Services;
 
 pub use queue::{DeadLetter, JobQueue};
 pub use worker::{run_workers, spawn_workers};

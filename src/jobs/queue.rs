@@ -15,7 +15,6 @@ use redis::RedisResult;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::Job;
 use crate::config::JobsConfig;
 use crate::kv::Redis;
 
@@ -25,15 +24,16 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10 * 60);
 /// The dead-letter list keeps this many jobs.
 const DEAD_LETTERS_KEPT: isize = 10_000;
 
-/// A job as stored: the job plus its bookkeeping.
+/// A job as stored: the job plus its bookkeeping. The queue stores any serialisable job (each
+/// feature enqueues its own type); the worker reads them back as [`super::Job`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct Envelope {
+pub(super) struct Envelope<J> {
     pub id: Uuid,
     /// Attempts already failed (0 for a fresh job).
     pub attempt: u32,
     pub enqueued_at: DateTime<Utc>,
     #[serde(flatten)]
-    pub job: Job,
+    pub job: J,
 }
 
 /// A job that gave up, as kept on the dead-letter list.
@@ -90,7 +90,7 @@ impl JobQueue {
     }
 
     /// Queues a job to run as soon as a worker is free.
-    pub async fn enqueue(&self, job: Job) -> RedisResult<()> {
+    pub async fn enqueue<J: Serialize>(&self, job: J) -> RedisResult<()> {
         let envelope = Envelope {
             id: Uuid::now_v7(),
             attempt: 0,
@@ -112,11 +112,11 @@ impl JobQueue {
 
     /// Queues a job unless one was already queued by any process in this `period` under `name`
     /// (the periodic jobs: every worker process ticks, one of them wins).
-    pub async fn enqueue_once_per(
+    pub async fn enqueue_once_per<J: Serialize>(
         &self,
         name: &str,
         period: Duration,
-        job: Job,
+        job: J,
     ) -> RedisResult<bool> {
         let mut conn = self.redis.conn().await?;
         let won: Option<String> = redis::cmd("SET")
@@ -217,10 +217,10 @@ impl JobQueue {
 
     /// The job failed: schedule its next attempt after the backoff, or bury it when it has had
     /// all its attempts. Returns the delay when retried.
-    pub(super) async fn fail(
+    pub(super) async fn fail<J: Serialize + Clone>(
         &self,
         entry_id: &str,
-        envelope: Option<&Envelope>,
+        envelope: Option<&Envelope<J>>,
         raw: &str,
         error: &str,
     ) -> RedisResult<Option<Duration>> {
@@ -277,7 +277,7 @@ impl JobQueue {
     }
 }
 
-pub(super) fn encode(envelope: &Envelope) -> String {
+pub(super) fn encode<J: Serialize>(envelope: &Envelope<J>) -> String {
     // A struct of plain fields always serialises.
     serde_json::to_string(envelope).unwrap_or_default()
 }
@@ -328,7 +328,7 @@ mod tests {
         };
         let json = encode(&envelope);
         assert!(json.contains(r#""kind":"deliver_outbox""#), "{json}");
-        let back: Envelope = serde_json::from_str(&json).expect("decodes");
+        let back: Envelope<super::super::Job> = serde_json::from_str(&json).expect("decodes");
         assert_eq!(back.job, envelope.job);
         assert_eq!(back.attempt, 2);
     }

@@ -11,10 +11,10 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use tokio::time::{Instant, MissedTickBehavior};
 use uuid::Uuid;
 
-use super::handle;
 use super::queue::{Envelope, GROUP, JobQueue, millis};
+use super::{Job, handle};
 use crate::donations::jobs::DonationJob;
-use crate::state::Services;
+use crate::services::Services;
 
 /// How long one blocking read waits for a job before the loop checks for shutdown and chores.
 const BLOCK: Duration = Duration::from_secs(1);
@@ -86,7 +86,7 @@ async fn scheduler(state: Services) {
         let marker = period.mul_f64(0.9);
         if let Err(e) = state
             .jobs
-            .enqueue_once_per("reconcile", marker, DonationJob::Reconcile.into())
+            .enqueue_once_per("reconcile", marker, DonationJob::Reconcile)
             .await
         {
             tracing::warn!(cause = %e, "could not queue reconciliation; trying next period");
@@ -246,7 +246,7 @@ async fn run_entry(
     deliveries: usize,
 ) {
     let raw: String = entry.get("job").unwrap_or_default();
-    let envelope = match serde_json::from_str::<Envelope>(&raw) {
+    let envelope = match serde_json::from_str::<Envelope<Job>>(&raw) {
         Ok(mut envelope) => {
             // Deliveries beyond the first were attempts that died with their worker.
             let crashed = u32::try_from(deliveries.saturating_sub(1)).unwrap_or(u32::MAX);
@@ -257,7 +257,7 @@ async fn run_entry(
             tracing::error!(entry = %entry.id, cause = %e, "undecodable job; moving it to the dead letters");
             settle(
                 queue
-                    .fail(&entry.id, None, &raw, &format!("undecodable: {e}"))
+                    .fail::<Job>(&entry.id, None, &raw, &format!("undecodable: {e}"))
                     .await,
             );
             return;
@@ -268,7 +268,7 @@ async fn run_entry(
         tracing::error!(job_id = %envelope.id, kind, "job keeps killing its workers; moving it to the dead letters");
         settle(
             queue
-                .fail(&entry.id, None, &raw, "its worker died on every attempt")
+                .fail::<Job>(&entry.id, None, &raw, "its worker died on every attempt")
                 .await,
         );
         metrics::counter!("jobs_total", "kind" => kind, "outcome" => "dead").increment(1);

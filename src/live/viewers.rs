@@ -15,7 +15,6 @@ use uuid::Uuid;
 
 use super::events::{EventData, ViewersCount};
 use crate::kv::Redis;
-use crate::state::AppState;
 
 /// A process's entry lives this many intervals after it was written.
 const TTL_INTERVALS: u32 = 6;
@@ -62,15 +61,19 @@ fn total(fields: &HashMap<String, String>, now_ms: u64) -> (u64, Option<&str>) {
 /// Open stream sockets per stream across all server processes. Streams without viewers are
 /// absent from the map (read them as 0). When Redis is unreachable, this process's own counts
 /// are returned instead (and a warning logged).
-pub async fn counts(state: &AppState, stream_ids: &[Uuid]) -> HashMap<Uuid, u64> {
+pub async fn counts(
+    redis: &Redis,
+    live: &super::runtime::Live,
+    stream_ids: &[Uuid],
+) -> HashMap<Uuid, u64> {
     if stream_ids.is_empty() {
         return HashMap::new();
     }
     let result: redis::RedisResult<Vec<HashMap<String, String>>> = async {
-        let mut conn = state.redis.conn().await?;
+        let mut conn = redis.conn().await?;
         let mut pipe = redis::pipe();
         for id in stream_ids {
-            pipe.hgetall(key(&state.redis, *id));
+            pipe.hgetall(key(redis, *id));
         }
         pipe.query_async(&mut conn).await
     }
@@ -90,9 +93,7 @@ pub async fn counts(state: &AppState, stream_ids: &[Uuid]) -> HashMap<Uuid, u64>
         Err(e) => {
             tracing::warn!(cause = %e, "viewer counts unavailable from Redis; showing this server's own");
             let wanted: HashSet<&Uuid> = stream_ids.iter().collect();
-            state
-                .live
-                .hubs()
+            live.hubs()
                 .local_viewers()
                 .into_iter()
                 .filter(|(id, _)| wanted.contains(id))
@@ -103,7 +104,7 @@ pub async fn counts(state: &AppState, stream_ids: &[Uuid]) -> HashMap<Uuid, u64>
 
 /// Starts the counter task on `tasks`; it stops when `shutdown` is cancelled.
 pub(crate) fn spawn(
-    live: &super::Live,
+    live: &super::runtime::Live,
     redis: &Redis,
     events: &super::events::Events,
     shutdown: &tokio_util::sync::CancellationToken,
@@ -122,7 +123,7 @@ pub(crate) fn spawn(
 }
 
 struct Counter {
-    live: super::Live,
+    live: super::runtime::Live,
     redis: Redis,
     events: super::events::Events,
     shutdown: tokio_util::sync::CancellationToken,

@@ -97,7 +97,7 @@ impl StreamView {
             .collect();
         let (mut health, viewers) = tokio::join!(
             super::lifecycle::health(state, &live),
-            crate::live::viewers::counts(state, &live)
+            crate::live::viewers::counts(&state.redis, &state.live, &live)
         );
         let base = state.config.public_base();
         streams
@@ -115,7 +115,7 @@ impl StreamView {
             let ids = [stream.id];
             let (mut health, viewers) = tokio::join!(
                 super::lifecycle::health(state, &ids),
-                crate::live::viewers::counts(state, &ids)
+                crate::live::viewers::counts(&state.redis, &state.live, &ids)
             );
             (health.remove(&stream.id), viewers.get(&stream.id).copied())
         } else {

@@ -584,7 +584,12 @@ async fn viewers_are_counted_and_the_count_is_broadcast(db: PgPool) {
             break message;
         }
     };
-    let counts = siaran::live::viewers::counts(&app.state, &[stream_id, Uuid::new_v4()]).await;
+    let counts = siaran::live::viewers::counts(
+        &app.state.redis,
+        &app.state.live,
+        &[stream_id, Uuid::new_v4()],
+    )
+    .await;
     let stream: Value = app
         .get(&format!("/api/streams/{stream_id}"))
         .await

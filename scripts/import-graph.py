@@ -3,7 +3,7 @@
 path that names another file's module (comments and unit tests left out). Prints the import
 cycles (strongly connected components of more than one file).
 
-    scripts/import-graph.py [SRC] [--edges] [--features] [--check]
+    scripts/import-graph.py [SRC] [--edges] [--check]
 
 --check (what `make test` runs) fails when a cycle spans files of more than one top-level
 module: features import the shared core, never each other in circles. A regex reading, not a
@@ -54,61 +54,36 @@ for mod, p in files.items():
                 t = resolve(name.group(1).split('::'))
                 if t and t != mod and t != ():
                     edges[mod].add(t)
-# Tarjan
-index = {}; low = {}; stack = []; on = set(); sccs = []; i = [0]
-sys.setrecursionlimit(10000)
-def strong(v):
-    index[v] = low[v] = i[0]; i[0] += 1; stack.append(v); on.add(v)
-    for w in edges[v]:
-        if w not in index:
-            strong(w); low[v] = min(low[v], low[w])
-        elif w in on:
-            low[v] = min(low[v], index[w])
-    if low[v] == index[v]:
-        comp = []
-        while True:
-            w = stack.pop(); on.discard(w); comp.append(w)
-            if w == v: break
-        sccs.append(comp)
-for v in edges:
-    if v not in index:
-        strong(v)
+def cycles_of(graph):
+    """Strongly connected components of more than one node (Tarjan)."""
+    index, low, stack, on, found, counter = {}, {}, [], set(), [], [0]
+    def strong(v):
+        index[v] = low[v] = counter[0]; counter[0] += 1; stack.append(v); on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                strong(w); low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop(); on.discard(w); comp.append(w)
+                if w == v: break
+            if len(comp) > 1:
+                found.append(comp)
+    sys.setrecursionlimit(10000)
+    for v in list(graph):
+        if v not in index:
+            strong(v)
+    return found
 name = lambda m: '/'.join(m) or 'lib'
-cycles = [c for c in sccs if len(c) > 1]
+cycles = cycles_of(edges)
 print(f"{len(files)} files, {sum(len(e) for e in edges.values())} edges, {len(cycles)} cycle(s)")
 for c in sorted(cycles, key=len, reverse=True):
     print(f"  cycle of {len(c)}: " + ', '.join(sorted(name(m) for m in c)))
 if '--edges' in sys.argv:
     for m in sorted(edges):
         print(name(m), '->', ', '.join(sorted(name(t) for t in edges[m])))
-if '--features' in sys.argv:
-    fe = {}
-    for m, ts in edges.items():
-        a = m[0] if m else 'lib'
-        for t in ts:
-            b = t[0] if t else 'lib'
-            if a != b:
-                fe.setdefault(a, set()).add(b)
-    # cycles between top-level modules
-    idx = {}; lo = {}; st = []; on2 = set(); comps = []; k = [0]
-    def sc(v):
-        idx[v] = lo[v] = k[0]; k[0] += 1; st.append(v); on2.add(v)
-        for w in fe.get(v, ()):
-            if w not in idx:
-                sc(w); lo[v] = min(lo[v], lo[w])
-            elif w in on2:
-                lo[v] = min(lo[v], idx[w])
-        if lo[v] == idx[v]:
-            c = []
-            while True:
-                w = st.pop(); on2.discard(w); c.append(w)
-                if w == v: break
-            comps.append(c)
-    for v in list(fe):
-        if v not in idx: sc(v)
-    big = [c for c in comps if len(c) > 1]
-    print(f"top-level modules: {len(set(fe) | {t for ts in fe.values() for t in ts})}, cycles between them: {len(big)}")
-    for c in big: print('  ', ', '.join(sorted(c)))
 if '--check' in sys.argv:
     crossing = [c for c in cycles if len({m[0] if m else 'lib' for m in c}) > 1]
     if crossing:

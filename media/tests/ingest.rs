@@ -111,6 +111,20 @@ impl Server {
         .await
     }
 
+    async fn live(&self, id: Uuid) {
+        self.wait_for("the stream to go live", |e| {
+            *e == MediaEvent::Live { stream_id: id }
+        })
+        .await;
+    }
+
+    async fn ended(&self, id: Uuid) {
+        self.wait_for("the stream to end", |e| {
+            *e == MediaEvent::Ended { stream_id: id }
+        })
+        .await;
+    }
+
     /// The playlist once it is final (`#EXT-X-ENDLIST`).
     async fn final_playlist(&self, id: Uuid) -> String {
         let path = self.playlist_path(id);
@@ -131,15 +145,9 @@ impl Server {
         source: Source,
     ) -> Vec<(String, Option<u64>, Option<u64>, serde_json::Value)> {
         let mut publisher = Publisher::start(url, source, 4);
-        self.wait_for("the stream to go live", |e| {
-            *e == MediaEvent::Live { stream_id: id }
-        })
-        .await;
+        self.live(id).await;
         assert!(publisher.exited_within(PATIENCE).await.is_some());
-        self.wait_for("the stream to end", |e| {
-            *e == MediaEvent::Ended { stream_id: id }
-        })
-        .await;
+        self.ended(id).await;
         let playlist = self.final_playlist(id).await;
         assert!(playlist.lines().any(|l| l.ends_with(".ts")), "{playlist}");
         let path = self.playlist_path(id).display().to_string();
@@ -288,11 +296,7 @@ async fn an_application_that_cannot_decide_refuses_the_publish() {
 async fn a_second_publish_with_the_same_key_takes_over_one_continuous_stream() {
     let (server, id, url) = Server::with_one_stream().await;
     let mut first = Publisher::start(&url, Source::AudioVideo, 60);
-    server
-        .wait_for("the stream to go live", |e| {
-            *e == MediaEvent::Live { stream_id: id }
-        })
-        .await;
+    server.live(id).await;
     let path = server.playlist_path(id);
     eventually(PATIENCE, "a segment", || async {
         std::fs::read_to_string(&path)
@@ -310,11 +314,7 @@ async fn a_second_publish_with_the_same_key_takes_over_one_continuous_stream() {
     assert!(second.exited_within(PATIENCE).await.is_some());
     let playlist = server.final_playlist(id).await;
     assert!(playlist.contains("#EXT-X-DISCONTINUITY\n"), "{playlist}");
-    server
-        .wait_for("the stream to end", |e| {
-            *e == MediaEvent::Ended { stream_id: id }
-        })
-        .await;
+    server.ended(id).await;
     assert_eq!(lifecycle(&server.events(), id), ["live", "ended"]);
     let errors = decode_errors(&path.display().to_string()).await;
     assert!(
@@ -327,11 +327,7 @@ async fn a_second_publish_with_the_same_key_takes_over_one_continuous_stream() {
 async fn stopping_a_stream_through_the_handle_disconnects_its_publisher_and_ends_it() {
     let (server, id, url) = Server::with_one_stream().await;
     let mut publisher = Publisher::start(&url, Source::AudioVideo, 60);
-    server
-        .wait_for("the stream to go live", |e| {
-            *e == MediaEvent::Live { stream_id: id }
-        })
-        .await;
+    server.live(id).await;
     assert!(server.handle.is_publishing(id));
 
     assert!(server.handle.stop(id), "a publisher was there to stop");
@@ -340,11 +336,7 @@ async fn stopping_a_stream_through_the_handle_disconnects_its_publisher_and_ends
         publisher.exited_within(PATIENCE).await.is_some(),
         "the publisher is disconnected"
     );
-    server
-        .wait_for("the stream to end", |e| {
-            *e == MediaEvent::Ended { stream_id: id }
-        })
-        .await;
+    server.ended(id).await;
     assert!(server.final_playlist(id).await.contains("#EXT-X-ENDLIST"));
     assert!(!server.handle.stop(id), "nothing left to stop");
 }

@@ -56,7 +56,20 @@ async fn failing_jobs_are_retried_with_backoff_then_dead_lettered(db: PgPool) {
     assert_eq!(env.donation_events(cast.stream_id).await.len(), 1);
 }
 
-/// The database URL a subprocess needs to reach this test's own database.
+/// Waits until a worker is stuck mid-email at the holding mail server.
+async fn until_an_email_is_held(env: &Payments) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while env.smtp.held() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no worker reached the mail server"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A `siaran worker` process SIGKILLed while it waits on the mail server: another worker takes
+/// its job over and every effect happens once.
 #[sqlx::test(migrator = "siaran::db::MIGRATOR")]
 async fn a_job_whose_worker_is_killed_midway_is_done_once_by_another(db: PgPool) {
     let env = Payments::spawn_with(db.clone(), |c| c.jobs.workers = 0).await;
@@ -89,14 +102,7 @@ async fn a_job_whose_worker_is_killed_midway_is_done_once_by_another(db: PgPool)
 
     let confirmed = env.confirm(&cast.streamer, &id).await;
     assert_eq!(confirmed.status(), StatusCode::OK);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while env.smtp.held() == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the worker never reached the mail server"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_an_email_is_held(&env).await;
     // SIGKILL while it waits for the mail server's answer: no cleanup, no acknowledgement.
     worker.start_kill().unwrap();
     worker.wait().await.unwrap();
@@ -209,14 +215,7 @@ async fn an_email_stuck_at_the_mail_server_holds_no_row_lock_or_transaction(db: 
 
     let confirmed = env.confirm(&cast.streamer, &id).await;
     assert_eq!(confirmed.status(), StatusCode::OK);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while env.smtp.held() == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no email reached the mail server"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_an_email_is_held(&env).await;
 
     let mut tx = db.begin().await.unwrap();
     let donation_id: uuid::Uuid = id.parse().unwrap();

@@ -419,7 +419,7 @@ async fn deliver_alert(state: &Services, outbox_id: Uuid, work: &OutboxWork) -> 
         currency: CURRENCY.to_owned(),
         message: donation.message.clone(),
         donor_name: public_name(work),
-        payment_method: donation.payment_method.as_str().to_owned(),
+        payment_method: donation.payment_method,
     });
     sqlx::query(
         "UPDATE donation_outbox SET delivered_at = now(), attempts = attempts + 1, last_error = NULL

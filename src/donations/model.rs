@@ -89,32 +89,7 @@ impl DonationStatus {
     }
 }
 
-/// How the donor pays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PaymentMethod {
-    /// Online through Midtrans Snap (cards, virtual accounts, e-wallets, QRIS).
-    Midtrans,
-    /// A manual transfer to the streamer's account, confirmed by the streamer.
-    BankTransfer,
-}
-
-impl PaymentMethod {
-    pub const ALL: [Self; 2] = [Self::Midtrans, Self::BankTransfer];
-
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Midtrans => "midtrans",
-            Self::BankTransfer => "bank_transfer",
-        }
-    }
-
-    #[must_use]
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|method| method.as_str() == s)
-    }
-}
+pub use crate::payments::PaymentMethod;
 
 /// What a donation's arrival in a status must cause, stored as a `donation_outbox` row and
 /// delivered once by a job.
@@ -158,43 +133,9 @@ impl Effect {
     }
 }
 
-/// Stores an enum as its `as_str()` in a `text` column (whose CHECK constraint lists the
-/// values). A stored value this build does not know fails the row's decoding with an error
-/// that names it, rather than reading as some other value.
-macro_rules! text_column {
-    ($ty:ty, $what:literal) => {
-        impl sqlx::Type<sqlx::Postgres> for $ty {
-            fn type_info() -> sqlx::postgres::PgTypeInfo {
-                <&str as sqlx::Type<sqlx::Postgres>>::type_info()
-            }
-
-            fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
-                <&str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
-            }
-        }
-
-        impl<'r> sqlx::Decode<'r, sqlx::Postgres> for $ty {
-            fn decode(
-                value: sqlx::postgres::PgValueRef<'r>,
-            ) -> Result<Self, sqlx::error::BoxDynError> {
-                let text = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
-                Self::parse(text).ok_or_else(|| format!("unknown {} {text:?}", $what).into())
-            }
-        }
-
-        impl sqlx::Encode<'_, sqlx::Postgres> for $ty {
-            fn encode_by_ref(
-                &self,
-                buf: &mut sqlx::postgres::PgArgumentBuffer,
-            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-                <&str as sqlx::Encode<sqlx::Postgres>>::encode_by_ref(&self.as_str(), buf)
-            }
-        }
-    };
-}
+use crate::db::text_column;
 
 text_column!(DonationStatus, "donation status");
-text_column!(PaymentMethod, "payment method");
 text_column!(Effect, "outbox effect");
 
 /// A row of `donations`.

@@ -142,8 +142,7 @@ pub struct DonationReceived {
     pub message: String,
     /// The donor's display name, or "Anonymous".
     pub donor_name: String,
-    /// `midtrans` or `bank_transfer`.
-    pub payment_method: String,
+    pub payment_method: crate::payments::PaymentMethod,
 }
 
 /// The publisher started sending; the stream is live.

@@ -25,7 +25,7 @@ fn donation(amount: i64) -> EventData {
         currency: "IDR".into(),
         message: "Semangat!".into(),
         donor_name: "Rina".into(),
-        payment_method: "midtrans".into(),
+        payment_method: siaran::payments::PaymentMethod::Midtrans,
     })
 }
 

@@ -17,7 +17,7 @@ fn donation(amount: i64) -> EventData {
         currency: "IDR".into(),
         message: "Buat beli kopi".into(),
         donor_name: "Anonymous".into(),
-        payment_method: "bank_transfer".into(),
+        payment_method: siaran::payments::PaymentMethod::BankTransfer,
     })
 }
 

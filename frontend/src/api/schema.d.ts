@@ -904,8 +904,7 @@ export interface components {
             /** @description The donor's display name, or "Anonymous". */
             donor_name: string;
             message: string;
-            /** @description `midtrans` or `bank_transfer`. */
-            payment_method: string;
+            payment_method: components["schemas"]["PaymentMethod"];
         };
         /**
          * @description Where a donation is in its life. Moves only forward:

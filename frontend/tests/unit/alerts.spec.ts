@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createAlertQueue } from '@/lib/alerts'
 
-const alert = (id: string, amount = 10_000) => ({ donation_id: id, amount, currency: 'IDR', message: 'hi', donor_name: 'Rina', payment_method: 'midtrans' })
+const alert = (id: string, amount = 10_000) => ({ donation_id: id, amount, currency: 'IDR', message: 'hi', donor_name: 'Rina', payment_method: 'midtrans' as const })
 
 beforeEach(() => vi.useFakeTimers())
 afterEach(() => vi.useRealTimers())

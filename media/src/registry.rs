@@ -149,3 +149,83 @@ impl Registry {
 
 /// Shared handle type.
 pub(crate) type SharedRegistry = Arc<Registry>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim_new(registry: &Registry, stream_id: Uuid) -> (PublisherId, CancellationToken) {
+        let kick = CancellationToken::new();
+        let Claim::New(publisher) = registry.claim(stream_id, kick.clone()) else {
+            panic!("a stream nobody publishes is new");
+        };
+        let (input, _rx, _dropped) = crate::worker::queue();
+        registry.install(stream_id, publisher, kick.clone(), input);
+        (publisher, kick)
+    }
+
+    #[test]
+    fn a_second_publish_takes_over_and_kicks_the_first() {
+        let registry = Registry::default();
+        let stream = Uuid::new_v4();
+        let (first, first_kick) = claim_new(&registry, stream);
+        assert!(registry.is_live(stream));
+
+        let second_kick = CancellationToken::new();
+        let Claim::TakenOver(second, _input) = registry.claim(stream, second_kick.clone()) else {
+            panic!("a live stream is taken over");
+        };
+
+        assert!(second > first, "publisher ids grow");
+        assert!(first_kick.is_cancelled(), "the first publisher is kicked");
+        assert!(!second_kick.is_cancelled());
+        // The first publisher's connection going away does not end the stream.
+        registry.release(stream, first);
+        assert!(registry.is_live(stream));
+        assert_eq!(registry.live_streams(), [stream]);
+    }
+
+    #[test]
+    fn a_stream_whose_publisher_left_is_busy_until_its_thread_finished() {
+        let registry = Registry::default();
+        let stream = Uuid::new_v4();
+        let (publisher, _kick) = claim_new(&registry, stream);
+
+        registry.release(stream, publisher);
+
+        assert!(!registry.is_live(stream));
+        assert!(matches!(
+            registry.claim(stream, CancellationToken::new()),
+            Claim::Busy
+        ));
+        registry.finished(stream);
+        assert!(matches!(
+            registry.claim(stream, CancellationToken::new()),
+            Claim::New(_)
+        ));
+    }
+
+    #[test]
+    fn a_refusal_aimed_at_a_replaced_publisher_kicks_nobody() {
+        let registry = Registry::default();
+        let stream = Uuid::new_v4();
+        let (first, _first_kick) = claim_new(&registry, stream);
+        let second_kick = CancellationToken::new();
+        let Claim::TakenOver(second, _input) = registry.claim(stream, second_kick.clone()) else {
+            panic!("a live stream is taken over");
+        };
+
+        registry.kick_publisher(stream, first);
+        assert!(!second_kick.is_cancelled(), "the newer publisher stays");
+        registry.kick_publisher(stream, second);
+        assert!(second_kick.is_cancelled());
+        assert!(
+            registry.kick(stream),
+            "the slot stays until its publisher leaves"
+        );
+        assert!(
+            !registry.kick(Uuid::new_v4()),
+            "nothing to kick on an unknown stream"
+        );
+    }
+}

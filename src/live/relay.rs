@@ -277,3 +277,25 @@ impl Relay {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_at_most_a_fifth_of_jitter_and_resets() {
+        let mut backoff = Backoff::default();
+        let mut base = Backoff::FIRST;
+        for _ in 0..10 {
+            let delay = backoff.next_delay();
+            assert!(
+                delay >= base && delay <= base + base / 5,
+                "{delay:?} for a base of {base:?}"
+            );
+            base = (base * 2).min(Backoff::MAX);
+        }
+        assert_eq!(base, Backoff::MAX, "the cap is reached within ten failures");
+        backoff.reset();
+        assert!(backoff.next_delay() <= Backoff::FIRST + Backoff::FIRST / 5);
+    }
+}

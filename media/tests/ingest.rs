@@ -125,6 +125,18 @@ impl Server {
         .await;
     }
 
+    /// Publishes with `key` and checks that ffmpeg is refused (exits with an error) before the
+    /// server reports anything.
+    async fn assert_publish_refused(&self, key: &str) {
+        let mut publisher = Publisher::start(&self.url(key), Source::AudioVideo, 30);
+        let status = publisher
+            .exited_within(PATIENCE)
+            .await
+            .expect("ffmpeg is refused and exits");
+        assert!(!status.success());
+        assert_eq!(self.events(), []);
+    }
+
     /// The playlist once it is final (`#EXT-X-ENDLIST`).
     async fn final_playlist(&self, id: Uuid) -> String {
         let path = self.playlist_path(id);
@@ -263,14 +275,7 @@ async fn mp3_audio_is_refused_with_unsupported_codec() {
 async fn an_unknown_key_is_refused_before_any_stream_starts() {
     let (server, _id, _url) = Server::with_one_stream().await;
 
-    let mut publisher = Publisher::start(&server.url("not-a-key"), Source::AudioVideo, 30);
-
-    let status = publisher
-        .exited_within(PATIENCE)
-        .await
-        .expect("ffmpeg is refused and exits");
-    assert!(!status.success());
-    assert_eq!(server.events(), []);
+    server.assert_publish_refused("not-a-key").await;
     assert!(server.handle.publishing().is_empty());
 }
 
@@ -282,14 +287,7 @@ async fn an_application_that_cannot_decide_refuses_the_publish() {
     };
     let server = Server::start(authorizer).await;
 
-    let mut publisher = Publisher::start(&server.url("any"), Source::AudioVideo, 30);
-
-    let status = publisher
-        .exited_within(PATIENCE)
-        .await
-        .expect("ffmpeg is refused and exits");
-    assert!(!status.success());
-    assert_eq!(server.events(), []);
+    server.assert_publish_refused("any").await;
 }
 
 #[tokio::test]

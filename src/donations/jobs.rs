@@ -10,7 +10,7 @@ use sqlx::FromRow;
 use uuid::Uuid;
 
 use super::emails;
-use super::model::{ANONYMOUS, CURRENCY, Donation, DonationStatus, Effect};
+use super::model::{CURRENCY, Donation, DonationStatus, Effect, public_donor_name};
 use super::service::{self, Applied, Source};
 use crate::live::events::{DonationReceived, EventData};
 use crate::payments::StatusAnswer;
@@ -442,10 +442,10 @@ async fn deliver_alert(state: &Services, outbox_id: Uuid, work: &OutboxWork) -> 
 
 /// The donor's name as the stream shows it.
 fn public_name(work: &OutboxWork) -> String {
-    match (&work.parties.donor_name, work.donation.is_anonymous) {
-        (Some(name), false) => name.clone(),
-        _ => ANONYMOUS.to_owned(),
-    }
+    public_donor_name(
+        work.parties.donor_name.as_deref(),
+        work.donation.is_anonymous,
+    )
 }
 
 /// The people and stream a donation involves, for events and emails.

@@ -15,6 +15,16 @@ use crate::error::FieldError;
 
 /// Shown instead of the donor's name when they chose to stay anonymous.
 pub const ANONYMOUS: &str = "Anonymous";
+
+/// The donor's name as the stream and the streamer see it: their display name, or
+/// [`ANONYMOUS`] for an anonymous donation or a deleted account.
+#[must_use]
+pub fn public_donor_name(display_name: Option<&str>, anonymous: bool) -> String {
+    match display_name {
+        Some(name) if !anonymous => name.to_owned(),
+        _ => ANONYMOUS.to_owned(),
+    }
+}
 pub const CURRENCY: &str = "IDR";
 const MESSAGE_MAX_CHARS: usize = 255;
 

@@ -3,7 +3,7 @@
 use sqlx::FromRow;
 
 use super::model::{
-    ANONYMOUS, CURRENCY, Donation, DonationView, Donor, PublicDonation, whole_rupiah,
+    CURRENCY, Donation, DonationView, Donor, PublicDonation, public_donor_name, whole_rupiah,
 };
 use crate::users::model::PublicUser;
 
@@ -31,10 +31,10 @@ pub(super) const SELECT_ROWS: &str = "SELECT d.*, s.title AS stream_title,
 impl Row {
     /// The donor's name as others may see it.
     pub(super) fn public_name(&self) -> String {
-        match (&self.donor_display_name, self.donation.is_anonymous) {
-            (Some(name), false) => name.clone(),
-            _ => ANONYMOUS.to_owned(),
-        }
+        public_donor_name(
+            self.donor_display_name.as_deref(),
+            self.donation.is_anonymous,
+        )
     }
 
     /// The full view; `reveal_donor` shows an anonymous donation's donor (to the donor).

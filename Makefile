@@ -1,13 +1,14 @@
 # Siaran: `make run` brings the whole product up; `make test` runs every test suite.
 # Both are idempotent and install what is missing (scripts/setup.sh).
 
-.PHONY: run test setup build lint fmt bench fuzz contract clean help
+.PHONY: run test setup build lint fmt sqlx bench fuzz contract clean help
 
 help:
 	@echo "make run    set up, build and serve Siaran on http://localhost:8000"
 	@echo "make test   every test suite (what CI runs)"
 	@echo "make setup  system packages, PostgreSQL, Redis and the database only"
 	@echo "make lint   rustfmt and clippy"
+	@echo "make sqlx   re-check every SQL query against the migrated schema and rewrite .sqlx/ (after changing a query or a migration)"
 	@echo "make bench  the benchmarks under benches/ (see benches/README.md)"
 	@echo "make fuzz   the long fuzz runs: every fuzz target for an hour or 10M executions (FUZZ_SECONDS, FUZZ_RUNS), then the API contract for 30 minutes (CONTRACT_SECONDS)"
 
@@ -29,6 +30,9 @@ lint:
 
 fmt:
 	cargo fmt --all
+
+sqlx:
+	@scripts/sqlx.sh
 
 bench:
 	@scripts/bench.sh $(BENCH)

@@ -13,6 +13,9 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 python3 scripts/import-graph.py src --check
 
+say "SQL: every checked query and .sqlx/ against the migrated schema"
+scripts/sqlx.sh --check
+
 say "Rust: unit and integration tests"
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast

@@ -118,25 +118,27 @@ pub async fn generate(db: &PgPool) -> anyhow::Result<Report> {
     let mut n = 0usize;
     for (i, streamer_id) in streamer_ids.iter().enumerate() {
         let has_streams: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM streams WHERE streamer_id = $1)")
-                .bind(streamer_id)
-                .fetch_one(&mut *tx)
-                .await?;
+            sqlx::query_scalar!(
+                r#"SELECT EXISTS (SELECT 1 FROM streams WHERE streamer_id = $1) AS "exists!""#,
+                streamer_id
+            )
+            .fetch_one(&mut *tx)
+            .await?;
         if has_streams {
             continue;
         }
         let name = STREAMERS[i].1;
         for day in [3i64, 1] {
             let started = Utc::now() - Duration::days(day) - Duration::hours(2);
-            let stream_id: Uuid = sqlx::query_scalar(
+            let stream_id: Uuid = sqlx::query_scalar!(
                 "INSERT INTO streams (streamer_id, title, description, started_at, ended_at, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $4 - interval '10 minutes') RETURNING id",
+                 VALUES ($1, $2, $3, $4::timestamptz, $5, $4::timestamptz - interval '10 minutes') RETURNING id",
+                streamer_id,
+                format!("{name} main bareng — {day} hari lalu"),
+                "Siaran demo: main game santai dan ngobrol.",
+                started,
+                started + Duration::minutes(90),
             )
-            .bind(streamer_id)
-            .bind(format!("{name} main bareng — {day} hari lalu"))
-            .bind("Siaran demo: main game santai dan ngobrol.")
-            .bind(started)
-            .bind(started + Duration::minutes(90))
             .fetch_one(&mut *tx)
             .await?;
             report.streams_created += 1;
@@ -159,76 +161,82 @@ pub async fn generate(db: &PgPool) -> anyhow::Result<Report> {
                 } else {
                     created + validity
                 };
-                sqlx::query(
+                sqlx::query!(
                     "INSERT INTO donations (stream_id, donor_id, amount, message, payment_method, status, created_at,
                                             is_anonymous, reference_code, expires_at, completed_at, status_reason,
                                             provider_status, payment_type)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                    stream_id,
+                    donor,
+                    Decimal::from(10_000 * (1 + (n % 10) as i64)),
+                    MESSAGES[n % MESSAGES.len()],
+                    if bank_transfer { "bank_transfer" } else { "midtrans" },
+                    *status,
+                    created,
+                    n.is_multiple_of(5),
+                    bank_transfer.then(|| format!("SRN-DEMO{n:02}")),
+                    expires,
+                    (*status == "completed" || *status == "refunded").then(|| created + Duration::minutes(2)),
+                    match *status {
+                        "rejected" => "Tidak ada transfer masuk dengan referensi ini.",
+                        "expired" => "Not confirmed in time.",
+                        _ => "",
+                    },
+                    (!bank_transfer).then(|| midtrans_status(status)),
+                    (!bank_transfer).then_some("qris"),
                 )
-                .bind(stream_id)
-                .bind(donor)
-                .bind(Decimal::from(10_000 * (1 + (n % 10) as i64)))
-                .bind(MESSAGES[n % MESSAGES.len()])
-                .bind(if bank_transfer { "bank_transfer" } else { "midtrans" })
-                .bind(status)
-                .bind(created)
-                .bind(n.is_multiple_of(5))
-                .bind(bank_transfer.then(|| format!("SRN-DEMO{n:02}")))
-                .bind(expires)
-                .bind((*status == "completed" || *status == "refunded").then(|| created + Duration::minutes(2)))
-                .bind(match *status {
-                    "rejected" => "Tidak ada transfer masuk dengan referensi ini.",
-                    "expired" => "Not confirmed in time.",
-                    _ => "",
-                })
-                .bind((!bank_transfer).then(|| midtrans_status(status)))
-                .bind((!bank_transfer).then_some("qris"))
                 .execute(&mut *tx)
                 .await?;
                 report.donations_created += 1;
             }
             for (k, content) in COMMENTS.iter().enumerate() {
-                sqlx::query("INSERT INTO comments (stream_id, user_id, content, created_at) VALUES ($1, $2, $3, $4)")
-                    .bind(stream_id)
-                    .bind(viewer_ids[(k + i) % viewer_ids.len()])
-                    .bind(content)
-                    .bind(started + Duration::minutes(2 + 7 * k as i64))
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query!(
+                    "INSERT INTO comments (stream_id, user_id, content, created_at) VALUES ($1, $2, $3, $4)",
+                    stream_id,
+                    viewer_ids[(k + i) % viewer_ids.len()],
+                    content,
+                    started + Duration::minutes(2 + 7 * k as i64),
+                )
+                .execute(&mut *tx)
+                .await?;
                 report.comments_created += 1;
             }
         }
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO payout_accounts (user_id, bank_name, account_number, account_holder)
              VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO NOTHING",
+            streamer_id,
+            ["BCA", "Mandiri", "BRI"][i % 3],
+            format!("{:010}", 1_234_567_890u64 + i as u64 * 1_111),
+            format!("{} {}", STREAMERS[i].1, STREAMERS[i].2),
         )
-        .bind(streamer_id)
-        .bind(["BCA", "Mandiri", "BRI"][i % 3])
-        .bind(format!("{:010}", 1_234_567_890u64 + i as u64 * 1_111))
-        .bind(format!("{} {}", STREAMERS[i].1, STREAMERS[i].2))
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO blocked_words (streamer_id, word) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
+            streamer_id,
+            &BLOCKED_WORDS.map(str::to_owned)[..],
         )
-        .bind(streamer_id)
-        .bind(BLOCKED_WORDS.map(str::to_owned).to_vec())
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO streams (streamer_id, title, description) VALUES ($1, $2, $3)")
-            .bind(streamer_id)
-            .bind(format!("{name} live malam ini"))
-            .bind("Stream berikutnya: mulai saat OBS tersambung.")
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "INSERT INTO streams (streamer_id, title, description) VALUES ($1, $2, $3)",
+            streamer_id,
+            format!("{name} live malam ini"),
+            "Stream berikutnya: mulai saat OBS tersambung.",
+        )
+        .execute(&mut *tx)
+        .await?;
         report.streams_created += 1;
     }
     for (i, streamer_id) in streamer_ids.iter().enumerate() {
         let has_key: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM stream_keys WHERE user_id = $1)")
-                .bind(streamer_id)
-                .fetch_one(&mut *tx)
-                .await?;
+            sqlx::query_scalar!(
+                r#"SELECT EXISTS (SELECT 1 FROM stream_keys WHERE user_id = $1) AS "exists!""#,
+                streamer_id
+            )
+            .fetch_one(&mut *tx)
+            .await?;
         if !has_key {
             let key = crate::streams::keys::NewStreamKey::generate();
             key.save(&mut *tx, *streamer_id).await?;
@@ -266,17 +274,17 @@ async fn insert_user(
     role: Role,
 ) -> sqlx::Result<bool> {
     let admin = role == Role::Superuser;
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO users (username, email, password_hash, first_name, last_name, is_staff, is_superuser, is_streamer)
          VALUES ($1, $2, $3, $4, $5, $6, $6, $7) ON CONFLICT DO NOTHING",
+        username,
+        format!("{username}@siaran.local"),
+        hash,
+        first,
+        last,
+        admin,
+        role == Role::Streamer,
     )
-    .bind(username)
-    .bind(format!("{username}@siaran.local"))
-    .bind(hash)
-    .bind(first)
-    .bind(last)
-    .bind(admin)
-    .bind(role == Role::Streamer)
     .execute(&mut **tx)
     .await?
     .rows_affected();
@@ -284,8 +292,7 @@ async fn insert_user(
 }
 
 async fn user_id(tx: &mut Transaction<'_, Postgres>, username: &str) -> anyhow::Result<Uuid> {
-    sqlx::query_scalar("SELECT id FROM users WHERE lower(username) = lower($1)")
-        .bind(username)
+    sqlx::query_scalar!("SELECT id FROM users WHERE lower(username) = lower($1)", username)
         .fetch_optional(&mut **tx)
         .await?
         .with_context(|| format!("demo user {username} is missing"))

@@ -71,14 +71,22 @@ impl HlsFile {
     }
 }
 
+/// An HLS file's bytes, as the OpenAPI document describes them (a binary string).
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct HlsBytes(#[allow(dead_code)] Vec<u8>);
+
 /// A stream's HLS playlist (`index.m3u8`), one of its segments (`<n>.ts`), or its thumbnail
 /// (`thumbnail.jpg`, a recent frame, refreshed every ~10 s while live).
 #[utoipa::path(get, path = "/hls/{stream_id}/{file}", tag = "streams", params(
         ("stream_id" = Uuid, Path),
         ("file" = String, Path, description = "`index.m3u8`, `<n>.ts` or `thumbnail.jpg`"),
     ), responses(
-        (status = 200, description = "The file (`application/vnd.apple.mpegurl`, `video/mp2t` or `image/jpeg`)",
-            body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 200, description = "The playlist, a segment or the thumbnail", content(
+            (HlsBytes = "application/vnd.apple.mpegurl"),
+            (HlsBytes = "video/mp2t"),
+            (HlsBytes = "image/jpeg"),
+        )),
         (status = 404, description = "No such stream or file", body = Problem, content_type = "application/problem+json"),
 ))]
 pub(super) async fn serve(

@@ -103,17 +103,10 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             let pool = connect(&config).await?;
             db::migrate(&pool).await?;
             let hash = password::hash(password.into_inner()).await?;
-            let inserted = sqlx::query(
-                "INSERT INTO users (username, email, password_hash, is_staff, is_superuser)
-                 VALUES ($1, $2, $3, true, true) ON CONFLICT DO NOTHING",
-            )
-            .bind(username.as_str())
-            .bind(email.as_str())
-            .bind(hash)
-            .execute(&pool)
-            .await?
-            .rows_affected();
-            if inserted == 0 {
+            let inserted =
+                crate::users::db::insert_superuser(&pool, username.as_str(), email.as_str(), &hash)
+                    .await?;
+            if !inserted {
                 bail!("a user with that username or email already exists");
             }
             tracing::info!(username = username.as_str(), "superuser created");

@@ -44,6 +44,12 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
         .context("running database migrations")
 }
 
+/// Runs a trivial statement: whether PostgreSQL answers (the readiness check).
+pub(crate) async fn ping(db: impl sqlx::PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query_scalar!("SELECT 1 AS one").fetch_one(db).await?;
+    Ok(())
+}
+
 fn is_transient(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)
 }

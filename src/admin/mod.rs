@@ -5,6 +5,8 @@
 //! live one, and search donations by status. Lists use page numbers with totals
 //! ([`Paginated`]) because people browse them.
 
+pub(crate) mod db;
+
 use std::borrow::Cow;
 
 use axum::extract::State;
@@ -21,7 +23,7 @@ use crate::error::{AppError, AppResult, ErrorCode, Problem};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::{PageParams, Paginated};
 use crate::state::AppState;
-use crate::streams::model::{SELECT_STREAM, Stream};
+use crate::streams::model::Stream;
 use crate::users::model::{PublicUser, User, UserView};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -89,22 +91,14 @@ async fn list_users(
     }
     .resolve()?;
     let pattern = like_pattern(search.q.as_deref());
-    let filter = "($1::text IS NULL OR username ILIKE $1 OR email ILIKE $1
-                   OR (first_name || ' ' || last_name) ILIKE $1)
-                  AND ($2::boolean IS NULL OR is_active = $2)";
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM users WHERE {filter}"))
-        .bind(&pattern)
-        .bind(search.is_active)
-        .fetch_one(&state.db)
-        .await?;
-    let users: Vec<User> = sqlx::query_as(&format!(
-        "SELECT * FROM users WHERE {filter} ORDER BY date_joined DESC, id LIMIT $3 OFFSET $4"
-    ))
-    .bind(&pattern)
-    .bind(search.is_active)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(&state.db)
+    let total = db::count_users(&state.db, pattern.as_deref(), search.is_active).await?;
+    let users = db::search_users(
+        &state.db,
+        pattern.as_deref(),
+        search.is_active,
+        page.limit(),
+        page.offset(),
+    )
     .await?;
     Ok(Json(page.wrap(
         users.into_iter().map(UserView::from).collect(),
@@ -138,9 +132,7 @@ async fn deactivate_user(
         ));
     }
     let mut tx = state.db.begin().await?;
-    let target: User = sqlx::query_as("SELECT * FROM users WHERE id = $1 FOR UPDATE")
-        .bind(id)
-        .fetch_optional(&mut *tx)
+    let target = db::lock_user(&mut *tx, id)
         .await?
         .ok_or_else(|| AppError::not_found("User"))?;
     if target.is_superuser && !staff.is_superuser {
@@ -148,10 +140,7 @@ async fn deactivate_user(
             "Only a superuser can deactivate a superuser.",
         ));
     }
-    let user: User = sqlx::query_as("UPDATE users SET is_active = false WHERE id = $1 RETURNING *")
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let user = db::deactivate_user(&mut *tx, id).await?;
     refresh::revoke_all_for_user(&mut *tx, id).await?;
     tx.commit().await?;
     // After the commit: a publish racing with this sees the account inactive and is refused,
@@ -179,13 +168,7 @@ async fn reactivate_user(
     StaffUser(staff): StaffUser,
     Path(id): Path<Uuid>,
 ) -> AppResult<Json<UserView>> {
-    let user: Option<User> = sqlx::query_as(
-        "UPDATE users SET is_active = true WHERE id = $1 AND (NOT is_superuser OR $2) RETURNING *",
-    )
-    .bind(id)
-    .bind(staff.is_superuser)
-    .fetch_optional(&state.db)
-    .await?;
+    let user = db::reactivate_user(&state.db, id, staff.is_superuser).await?;
     let Some(user) = user else {
         return Err(match User::find(&state.db, id).await? {
             Some(_) => AppError::forbidden("Only a superuser can reactivate a superuser."),
@@ -266,25 +249,14 @@ async fn list_streams(
     }
     .resolve()?;
     let pattern = like_pattern(search.q.as_deref());
-    let filter = "($1::text IS NULL OR s.title ILIKE $1 OR u.username ILIKE $1)
-                  AND ($2::boolean IS NULL OR s.is_active = $2)";
-    let total: i64 = sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM streams s JOIN users u ON u.id = s.streamer_id WHERE {filter}"
-    ))
-    .bind(&pattern)
-    .bind(search.live)
-    .fetch_one(&state.db)
-    .await?;
-    let rows: Vec<Stream> = sqlx::query_as(&format!(
-        "{SELECT_STREAM} WHERE {filter}
-         ORDER BY s.is_active DESC, coalesce(s.started_at, s.created_at) DESC, s.id
-         LIMIT $3 OFFSET $4"
-    ))
-    .bind(&pattern)
-    .bind(search.live)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(&state.db)
+    let total = db::count_streams(&state.db, pattern.as_deref(), search.live).await?;
+    let rows = db::search_streams(
+        &state.db,
+        pattern.as_deref(),
+        search.live,
+        page.limit(),
+        page.offset(),
+    )
     .await?;
     Ok(Json(page.wrap(
         rows.into_iter().map(AdminStream::from).collect(),
@@ -363,8 +335,8 @@ pub struct AdminDonation {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(sqlx::FromRow)]
-struct AdminDonationRow {
+/// A row of the staff's donation search ([`db::search_donations`]).
+pub(crate) struct AdminDonationRow {
     id: Uuid,
     transaction_id: Uuid,
     stream_id: Uuid,
@@ -455,32 +427,14 @@ async fn list_donations(
         }
     };
     let pattern = like_pattern(search.q.as_deref());
-    let from = "FROM donations d
-                JOIN streams s ON s.id = d.stream_id
-                JOIN users st ON st.id = s.streamer_id
-                LEFT JOIN users du ON du.id = d.donor_id";
-    let filter = "($1::text IS NULL OR du.username ILIKE $1 OR st.username ILIKE $1
-                   OR s.title ILIKE $1 OR d.message ILIKE $1 OR d.transaction_id::text ILIKE $1)
-                  AND ($2::text IS NULL OR d.status = $2)";
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) {from} WHERE {filter}"))
-        .bind(&pattern)
-        .bind(status)
-        .fetch_one(&state.db)
-        .await?;
-    let rows: Vec<AdminDonationRow> = sqlx::query_as(&format!(
-        "SELECT d.id, d.transaction_id, d.stream_id, s.title AS stream_title,
-                st.id AS streamer_id, st.username AS streamer_username,
-                du.id AS donor_id, du.username AS donor_username,
-                d.amount::bigint AS amount, d.message, d.payment_method, d.status,
-                d.created_at, d.updated_at
-         {from} WHERE {filter}
-         ORDER BY d.created_at DESC, d.id LIMIT $3 OFFSET $4"
-    ))
-    .bind(&pattern)
-    .bind(status)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(&state.db)
+    let total = db::count_donations(&state.db, pattern.as_deref(), status).await?;
+    let rows = db::search_donations(
+        &state.db,
+        pattern.as_deref(),
+        status,
+        page.limit(),
+        page.offset(),
+    )
     .await?;
     Ok(Json(page.wrap(
         rows.into_iter().map(AdminDonation::from).collect(),

@@ -1,6 +1,7 @@
 //! Accounts and sessions: registration, login with throttling, access tokens (JWT) and rotating
 //! refresh tokens.
 
+pub(crate) mod db;
 pub mod extract;
 pub mod jwt;
 pub mod password;
@@ -135,16 +136,14 @@ async fn register(
         return Err(AppError::Validation(taken));
     }
     let hash = state.passwords.hash(password.into_inner()).await?;
-    let user: User = sqlx::query_as(
-        "INSERT INTO users (username, email, password_hash, first_name, last_name)
-         VALUES ($1, $2, $3, $4, $5) RETURNING *",
+    let user = db::insert_user(
+        &state.db,
+        username.as_str(),
+        email.as_str(),
+        &hash,
+        &first_name,
+        &last_name,
     )
-    .bind(username.as_str())
-    .bind(email.as_str())
-    .bind(hash)
-    .bind(first_name)
-    .bind(last_name)
-    .fetch_one(&state.db)
     .await
     // Two registrations racing for the same name: the loser gets the same answer as if it had
     // come second.
@@ -184,14 +183,8 @@ async fn taken_fields(
     username: &Username,
     email: &Email,
 ) -> AppResult<Vec<FieldError>> {
-    let (username_taken_, email_taken_): (bool, bool) = sqlx::query_as(
-        "SELECT EXISTS (SELECT 1 FROM users WHERE lower(username) = lower($1)),
-                EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($2))",
-    )
-    .bind(username.as_str())
-    .bind(email.as_str())
-    .fetch_one(&state.db)
-    .await?;
+    let (username_taken_, email_taken_) =
+        db::names_taken(&state.db, username.as_str(), email.as_str()).await?;
     let mut errors = Vec::new();
     if username_taken_ {
         errors.push(username_taken());
@@ -334,11 +327,7 @@ async fn login(
     if !user.is_active {
         return Err(account_disabled());
     }
-    let user: User =
-        sqlx::query_as("UPDATE users SET last_login = now() WHERE id = $1 RETURNING *")
-            .bind(user.id)
-            .fetch_one(&state.db)
-            .await?;
+    let user = db::record_login(&state.db, user.id).await?;
     let refresh_token = refresh::start_family(&state.db, user.id).await?;
     tracing::info!(user_id = %user.id, "logged in");
     Ok(Json(token_response(&state, user, refresh_token)))

@@ -16,6 +16,7 @@ use sqlx::{PgConnection, PgPool};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use super::db;
 use crate::config::REFRESH_TOKEN_TTL;
 
 const PREFIX: &str = "srt_";
@@ -48,31 +49,22 @@ async fn insert(
 ) -> sqlx::Result<(Uuid, String)> {
     let token = generate();
     let expires_at = Utc::now() + REFRESH_TOKEN_TTL;
-    let id = sqlx::query_scalar(
-        "INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at)
-         VALUES ($1, $2, $3, $4) RETURNING id",
-    )
-    .bind(user_id)
-    .bind(family_id)
-    .bind(hash(&token))
-    .bind(expires_at)
-    .fetch_one(conn)
-    .await?;
+    let id = db::insert_refresh_token(conn, user_id, family_id, &hash(&token), expires_at).await?;
     Ok((id, token))
 }
 
-#[derive(sqlx::FromRow)]
-struct TokenRow {
-    id: Uuid,
-    user_id: Uuid,
-    family_id: Uuid,
-    expires_at: DateTime<Utc>,
-    used_at: Option<DateTime<Utc>>,
-    revoked_at: Option<DateTime<Utc>>,
-    replaced_by: Option<Uuid>,
-    used_by_client: Option<Vec<u8>>,
+/// A row of `refresh_tokens`, as a refresh reads it.
+pub(crate) struct TokenRow {
+    pub(crate) id: Uuid,
+    pub(crate) user_id: Uuid,
+    pub(crate) family_id: Uuid,
+    pub(crate) expires_at: DateTime<Utc>,
+    pub(crate) used_at: Option<DateTime<Utc>>,
+    pub(crate) revoked_at: Option<DateTime<Utc>>,
+    pub(crate) replaced_by: Option<Uuid>,
+    pub(crate) used_by_client: Option<Vec<u8>>,
     /// `used_at` is within the grace.
-    in_grace: bool,
+    pub(crate) in_grace: bool,
 }
 
 /// Who presents a refresh token, as far as the grace for retries is concerned: a SHA-256 of the
@@ -101,10 +93,7 @@ pub async fn start_family(db: &PgPool, user_id: Uuid) -> sqlx::Result<String> {
 
 /// Whose token this is, if it exists (used or not): to count refreshes per account.
 pub async fn owner(db: &PgPool, token: &str) -> sqlx::Result<Option<Uuid>> {
-    sqlx::query_scalar("SELECT user_id FROM refresh_tokens WHERE token_hash = $1")
-        .bind(hash(token))
-        .fetch_optional(db)
-        .await
+    db::refresh_token_owner(db, &hash(token)).await
 }
 
 /// Uses up `token` and returns the user it belongs to with the successor token. A retry by
@@ -118,15 +107,7 @@ pub async fn rotate(
     let mut tx = db.begin().await?;
     // The row lock makes two concurrent refreshes with the same token serialise: the second
     // sees it used (and is either a retry within the grace or reuse).
-    let row: Option<TokenRow> = sqlx::query_as(
-        "SELECT id, user_id, family_id, expires_at, used_at, revoked_at, replaced_by, used_by_client,
-                coalesce(used_at > now() - make_interval(secs => $2), false) AS in_grace
-         FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
-    )
-    .bind(hash(token))
-    .bind(grace.as_secs_f64())
-    .fetch_optional(&mut *tx)
-    .await?;
+    let row = db::lock_refresh_token(&mut *tx, &hash(token), grace.as_secs_f64()).await?;
     let Some(row) = row else {
         return Err(RefreshError::Invalid);
     };
@@ -139,7 +120,7 @@ pub async fn rotate(
         return Ok((row.user_id, next));
     }
     if row.used_at.is_some() || row.revoked_at.is_some() {
-        revoke_family_in(&mut tx, row.family_id).await?;
+        db::revoke_family(&mut *tx, row.family_id).await?;
         tx.commit().await?;
         tracing::warn!(user_id = %row.user_id, family_id = %row.family_id, "refresh token reused; session revoked");
         return Err(RefreshError::Reused);
@@ -148,14 +129,7 @@ pub async fn rotate(
         return Err(RefreshError::Invalid);
     }
     let (next_id, next) = insert(&mut tx, row.user_id, row.family_id).await?;
-    sqlx::query(
-        "UPDATE refresh_tokens SET used_at = now(), replaced_by = $2, used_by_client = $3 WHERE id = $1",
-    )
-    .bind(row.id)
-    .bind(next_id)
-    .bind(&client.0)
-    .execute(&mut *tx)
-    .await?;
+    db::mark_refresh_token_used(&mut *tx, row.id, next_id, &client.0).await?;
     tx.commit().await?;
     Ok((row.user_id, next))
 }
@@ -174,58 +148,22 @@ async fn retry_within_grace(
     let (true, true, Some(successor)) = (row.in_grace, same_client, row.replaced_by) else {
         return Ok(None);
     };
-    let untouched: Option<bool> = sqlx::query_scalar(
-        "SELECT used_at IS NULL AND revoked_at IS NULL FROM refresh_tokens WHERE id = $1 FOR UPDATE",
-    )
-    .bind(successor)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let untouched = db::lock_refresh_token_untouched(&mut *tx, successor).await?;
     if untouched != Some(true) {
         return Ok(None);
     }
-    sqlx::query("UPDATE refresh_tokens SET revoked_at = now() WHERE id = $1")
-        .bind(successor)
-        .execute(&mut *tx)
-        .await?;
+    db::revoke_refresh_token(&mut *tx, successor).await?;
     let (next_id, next) = insert(tx, row.user_id, row.family_id).await?;
-    sqlx::query("UPDATE refresh_tokens SET replaced_by = $2 WHERE id = $1")
-        .bind(row.id)
-        .bind(next_id)
-        .execute(&mut *tx)
-        .await?;
+    db::set_refresh_token_replaced_by(&mut *tx, row.id, next_id).await?;
     Ok(Some(next))
 }
 
 /// Revokes the session the token belongs to. Unknown tokens are ignored (logging out twice is fine).
 pub async fn revoke(db: &PgPool, token: &str) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE refresh_tokens SET revoked_at = now()
-         WHERE revoked_at IS NULL
-           AND family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)",
-    )
-    .bind(hash(token))
-    .execute(db)
-    .await?;
-    Ok(())
+    db::revoke_family_of_token(db, &hash(token)).await
 }
 
 /// Revokes every session of a user (on deactivation).
 pub async fn revoke_all_for_user(db: impl sqlx::PgExecutor<'_>, user_id: Uuid) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
-    )
-    .bind(user_id)
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
-async fn revoke_family_in(conn: &mut PgConnection, family_id: Uuid) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
-    )
-    .bind(family_id)
-    .execute(conn)
-    .await?;
-    Ok(())
+    db::revoke_all_for_user(db, user_id).await
 }

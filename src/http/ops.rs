@@ -51,10 +51,7 @@ async fn healthz() -> Json<Health> {
     (status = 503, description = "A dependency is unreachable; `detail` names it", body = Problem,
         content_type = "application/problem+json")))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, Problem> {
-    let (postgres, redis) = tokio::join!(
-        sqlx::query("SELECT 1").execute(&state.db),
-        state.redis.ping()
-    );
+    let (postgres, redis) = tokio::join!(crate::db::ping(&state.db), state.redis.ping());
     if let Err(e) = &postgres {
         tracing::warn!(cause = %e, "readiness: PostgreSQL does not answer");
     }

@@ -1,5 +1,6 @@
 //! The signed-in user's own account.
 
+pub(crate) mod db;
 pub mod domain;
 pub mod model;
 
@@ -14,7 +15,7 @@ use crate::error::{AppError, AppResult, Problem};
 use crate::http::extract::Json;
 use crate::state::AppState;
 use domain::parse_name;
-use model::{User, UserView};
+use model::UserView;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(me, update_me))
@@ -71,16 +72,13 @@ async fn update_me(
             ));
         }
     };
-    let updated: User = sqlx::query_as(
-        "UPDATE users SET first_name = COALESCE($2, first_name), last_name = COALESCE($3, last_name),
-                          is_streamer = COALESCE($4, is_streamer)
-         WHERE id = $1 RETURNING *",
+    let updated = db::update_profile(
+        &state.db,
+        user.id,
+        first_name.as_deref(),
+        last_name.as_deref(),
+        body.is_streamer,
     )
-    .bind(user.id)
-    .bind(first_name)
-    .bind(last_name)
-    .bind(body.is_streamer)
-    .fetch_one(&state.db)
     .await?;
     Ok(Json(updated.into()))
 }

@@ -2,11 +2,11 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{FromRow, PgExecutor};
+use sqlx::FromRow;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-/// A row of `users`.
+/// A row of `users`. Its queries are in [`super::db`].
 #[derive(Clone, FromRow)]
 pub struct User {
     pub id: Uuid,
@@ -34,22 +34,6 @@ impl std::fmt::Debug for User {
 }
 
 impl User {
-    /// Finds a user by id.
-    pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Self>> {
-        sqlx::query_as("SELECT * FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_optional(db)
-            .await
-    }
-
-    /// Finds a user by username or email, case-insensitively.
-    pub async fn find_by_login(db: impl PgExecutor<'_>, login: &str) -> sqlx::Result<Option<Self>> {
-        sqlx::query_as("SELECT * FROM users WHERE lower(username) = lower($1) OR lower(email) = lower($1) LIMIT 1")
-            .bind(login.trim())
-            .fetch_optional(db)
-            .await
-    }
-
     /// The name shown to others: "First Last" when given, the username otherwise.
     #[must_use]
     pub fn display_name(&self) -> String {

@@ -6,15 +6,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::FromRow;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::db;
 use super::model::{
-    Amount, Donation, DonationStatus, DonationView, Message, PaymentMethod, new_reference_code,
+    Amount, Donation, DonationStatus, DonationView, Message, NewDonation, PaymentMethod,
+    new_reference_code,
 };
 use super::service::{self, Source};
-use super::settings::{PayoutAccount, blocked_words};
 use super::views;
 use crate::auth::AuthUser;
 use crate::error::{AppError, AppResult, ErrorCode, FieldError, Problem, constraint};
@@ -81,12 +81,6 @@ pub struct CreatedDonation {
     pub payment: Payment,
 }
 
-#[derive(Debug, FromRow)]
-struct StreamInfo {
-    streamer_id: Uuid,
-    is_active: bool,
-}
-
 fn stream_error(code: &'static str, message: &'static str) -> FieldError {
     FieldError::new("stream", code, message)
 }
@@ -138,17 +132,9 @@ pub(super) async fn create_donation(
             detail: Cow::Borrowed("You are starting donations too fast; wait a minute."),
             retry_after: refused.retry_after,
         })?;
-    let stream: Option<StreamInfo> =
-        // A deactivated streamer's streams take no donations (deactivation also ended them).
-        sqlx::query_as(
-            "SELECT s.streamer_id, s.is_active AND u.is_active AS is_active
-               FROM streams s JOIN users u ON u.id = s.streamer_id WHERE s.id = $1",
-        )
-            .bind(stream_id)
-            .fetch_optional(&state.db)
-            .await?;
+    let stream = db::donation_target(&state.db, stream_id).await?;
     let blocked = match &stream {
-        Some(s) => blocked_words(&state.db, s.streamer_id).await?,
+        Some(s) => db::blocked_words(&state.db, s.streamer_id).await?,
         None => Vec::new(),
     };
     let mut errors = Vec::new();
@@ -193,46 +179,6 @@ pub(super) async fn create_donation(
     .map(|created| (StatusCode::CREATED, Json(created)))
 }
 
-/// A donation request that passed every check: its amount and message are proven valid.
-struct NewDonation {
-    stream_id: Uuid,
-    donor_id: Uuid,
-    amount: Amount,
-    message: Message,
-    anonymous: bool,
-}
-
-/// Stores a new pending donation; a bank transfer keeps the payout account its donor is told
-/// to pay into.
-async fn insert(
-    state: &AppState,
-    new: &NewDonation,
-    method: PaymentMethod,
-    transfer: Option<(&str, &PayoutAccount)>,
-    expires_at: DateTime<Utc>,
-) -> sqlx::Result<Donation> {
-    let (reference_code, payout) = transfer.unzip();
-    sqlx::query_as(
-        "INSERT INTO donations (stream_id, donor_id, amount, message, payment_method, is_anonymous,
-                                reference_code, expires_at,
-                                payout_bank_name, payout_account_number, payout_account_holder)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING *",
-    )
-    .bind(new.stream_id)
-    .bind(new.donor_id)
-    .bind(new.amount.to_decimal())
-    .bind(new.message.as_str())
-    .bind(method.as_str())
-    .bind(new.anonymous)
-    .bind(reference_code)
-    .bind(expires_at)
-    .bind(payout.map(|p| &p.bank_name))
-    .bind(payout.map(|p| &p.account_number))
-    .bind(payout.map(|p| &p.account_holder))
-    .fetch_one(&state.db)
-    .await
-}
-
 async fn pay_with_midtrans(
     state: &AppState,
     donor: &crate::users::model::User,
@@ -248,8 +194,8 @@ async fn pay_with_midtrans(
     let minutes = i64::from(state.config.donations.midtrans_expiry_minutes.max(1));
     let now = Utc::now();
     // Pending first: whatever Snap does next, the order id exists on our side.
-    let donation = insert(
-        state,
+    let donation = db::insert_donation(
+        &state.db,
         &new,
         PaymentMethod::Midtrans,
         None,
@@ -279,14 +225,9 @@ async fn pay_with_midtrans(
     };
     match midtrans.create_transaction(&request).await {
         Ok(token) => {
-            let donation: Donation = sqlx::query_as(
-                "UPDATE donations SET snap_token = $2, snap_redirect_url = $3 WHERE id = $1 RETURNING *",
-            )
-            .bind(donation.id)
-            .bind(&token.token)
-            .bind(&token.redirect_url)
-            .fetch_one(&state.db)
-            .await?;
+            let donation =
+                db::set_snap_token(&state.db, donation.id, &token.token, &token.redirect_url)
+                    .await?;
             tracing::info!(donation_id = %donation.id, amount = new.amount.rupiah(), "Midtrans donation created");
             Ok(CreatedDonation {
                 donation: views::one(&state.db, &donation, true).await?,
@@ -328,7 +269,7 @@ async fn pay_by_transfer(
     streamer_id: Uuid,
     new: NewDonation,
 ) -> AppResult<CreatedDonation> {
-    let Some(account) = PayoutAccount::find(&state.db, streamer_id).await? else {
+    let Some(account) = db::payout_account(&state.db, streamer_id).await? else {
         return Err(AppError::conflict(
             ErrorCode::PayoutDetailsMissing,
             "This streamer has not set up a bank account for transfers yet; donate online instead.",
@@ -342,8 +283,8 @@ async fn pay_by_transfer(
     let donation = loop {
         attempt += 1;
         let code = new_reference_code();
-        match insert(
-            state,
+        match db::insert_donation(
+            &state.db,
             &new,
             PaymentMethod::BankTransfer,
             Some((&code, &account)),
@@ -399,17 +340,10 @@ pub(super) async fn get_donation(
     AuthUser(user): AuthUser,
     Path(id): Path<Uuid>,
 ) -> AppResult<Json<DonationDetail>> {
-    let donation: Option<Donation> = sqlx::query_as("SELECT * FROM donations WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&state.db)
-        .await?;
-    let Some(donation) = donation else {
+    let Some(donation) = db::find_donation(&state.db, id).await? else {
         return Err(AppError::not_found("Donation"));
     };
-    let streamer_id: Uuid = sqlx::query_scalar("SELECT streamer_id FROM streams WHERE id = $1")
-        .bind(donation.stream_id)
-        .fetch_one(&state.db)
-        .await?;
+    let streamer_id = db::stream_owner(&state.db, donation.stream_id).await?;
     let is_donor = donation.donor_id == Some(user.id);
     if !is_donor && streamer_id != user.id && !user.is_staff {
         // Whether a donation exists is nobody else's business.
@@ -442,7 +376,7 @@ async fn pending_payment(
             (Some(bank), Some(number), Some(holder)) => {
                 (bank.clone(), number.clone(), holder.clone())
             }
-            _ => match PayoutAccount::find(&state.db, streamer_id).await? {
+            _ => match db::payout_account(&state.db, streamer_id).await? {
                 Some(a) => (a.bank_name, a.account_number, a.account_holder),
                 None => return Ok(None),
             },

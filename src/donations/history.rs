@@ -10,14 +10,13 @@ use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use sqlx::{Postgres, QueryBuilder};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::db::{self, HistoryFilters, Side};
 use super::model::{DonationStatus, DonationView, PublicDonation, whole_rupiah};
-use super::views::{Row, SELECT_ROWS};
+use super::views::Row;
 use crate::auth::AuthUser;
 use crate::error::{AppError, AppResult, FieldError, Problem};
 use crate::http::extract::{Json, Path, Query};
@@ -47,20 +46,6 @@ pub struct HistoryParams {
     pub format: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Sent,
-    Received,
-}
-
-#[derive(Debug)]
-struct Filters {
-    status: Option<DonationStatus>,
-    stream_id: Option<Uuid>,
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
-}
-
 fn parse_time(
     field: &'static str,
     raw: &str,
@@ -88,7 +73,7 @@ fn parse_time(
 }
 
 impl HistoryParams {
-    fn parse(&self) -> Result<(PageRequest, Filters, bool), AppError> {
+    fn parse(&self) -> Result<(PageRequest, HistoryFilters, bool), AppError> {
         let mut errors = Vec::new();
         let page = PageParams {
             page: self.page,
@@ -142,7 +127,7 @@ impl HistoryParams {
         match page {
             Ok(page) if errors.is_empty() => Ok((
                 page,
-                Filters {
+                HistoryFilters {
                     status,
                     stream_id: self.stream_id,
                     from,
@@ -173,25 +158,6 @@ pub struct DonationHistory {
     pub totals: HistoryTotals,
 }
 
-fn push_filters(q: &mut QueryBuilder<'_, Postgres>, side: Side, user_id: Uuid, filters: &Filters) {
-    match side {
-        Side::Sent => q.push(" WHERE d.donor_id = ").push_bind(user_id),
-        Side::Received => q.push(" WHERE s.streamer_id = ").push_bind(user_id),
-    };
-    if let Some(status) = filters.status {
-        q.push(" AND d.status = ").push_bind(status.as_str());
-    }
-    if let Some(stream_id) = filters.stream_id {
-        q.push(" AND d.stream_id = ").push_bind(stream_id);
-    }
-    if let Some(from) = filters.from {
-        q.push(" AND d.created_at >= ").push_bind(from);
-    }
-    if let Some(to) = filters.to {
-        q.push(" AND d.created_at <= ").push_bind(to);
-    }
-}
-
 async fn history(
     state: &AppState,
     side: Side,
@@ -206,39 +172,24 @@ async fn history(
             "CSV export is for received donations.",
         ));
     }
-    let mut rows_query = QueryBuilder::<Postgres>::new(SELECT_ROWS);
-    push_filters(&mut rows_query, side, user_id, &filters);
-    rows_query.push(" ORDER BY d.created_at DESC, d.id DESC LIMIT ");
-    if csv {
-        rows_query.push_bind(CSV_MAX_ROWS);
+    let (limit, offset) = if csv {
+        (CSV_MAX_ROWS, 0)
     } else {
-        rows_query
-            .push_bind(page.limit())
-            .push(" OFFSET ")
-            .push_bind(page.offset());
-    }
-    let rows: Vec<Row> = rows_query.build_query_as().fetch_all(&state.db).await?;
+        (page.limit(), page.offset())
+    };
+    let rows = db::history_rows(&state.db, side, user_id, &filters, limit, offset).await?;
     // The donor sees themselves; the streamer never sees who chose to be anonymous.
     let reveal = side == Side::Sent;
     if csv {
         return Ok(csv_response(&rows));
     }
-    let mut totals_query = QueryBuilder::<Postgres>::new(
-        "SELECT count(*) AS total,
-                COALESCE(sum(d.amount - d.refunded_amount)
-                         FILTER (WHERE d.status IN ('completed', 'partially_refunded')), 0) AS completed_amount,
-                count(*) FILTER (WHERE d.status IN ('completed', 'partially_refunded')) AS completed_count
-           FROM donations d JOIN streams s ON s.id = d.stream_id",
-    );
-    push_filters(&mut totals_query, side, user_id, &filters);
-    let (total, completed_amount, completed_count): (i64, Decimal, i64) =
-        totals_query.build_query_as().fetch_one(&state.db).await?;
+    let sums = db::history_totals(&state.db, side, user_id, &filters).await?;
     let items = rows.iter().map(|r| r.view(reveal)).collect();
     Ok(Json(DonationHistory {
-        page: page.wrap(items, total),
+        page: page.wrap(items, sums.total),
         totals: HistoryTotals {
-            completed_amount: whole_rupiah(completed_amount),
-            completed_count,
+            completed_amount: whole_rupiah(sums.completed_amount),
+            completed_count: sums.completed_count,
         },
     })
     .into_response())
@@ -364,28 +315,11 @@ pub(super) async fn public_list(
     Query(params): Query<PageParams>,
 ) -> AppResult<Json<Paginated<PublicDonation>>> {
     let page = params.resolve()?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM streams WHERE id = $1)")
-        .bind(stream_id)
-        .fetch_one(&state.db)
-        .await?;
-    if !exists {
+    if !db::stream_exists(&state.db, stream_id).await? {
         return Err(AppError::not_found("Stream"));
     }
-    let rows: Vec<Row> = sqlx::query_as(&format!(
-        "{SELECT_ROWS} WHERE d.stream_id = $1 AND d.status = 'completed'
-          ORDER BY d.completed_at DESC NULLS LAST, d.created_at DESC, d.id DESC LIMIT $2 OFFSET $3"
-    ))
-    .bind(stream_id)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(&state.db)
-    .await?;
-    let total: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM donations WHERE stream_id = $1 AND status = 'completed'",
-    )
-    .bind(stream_id)
-    .fetch_one(&state.db)
-    .await?;
+    let rows = db::completed_rows(&state.db, stream_id, page.limit(), page.offset()).await?;
+    let total = db::count_completed(&state.db, stream_id).await?;
     Ok(Json(
         page.wrap(rows.iter().map(Row::public).collect(), total),
     ))

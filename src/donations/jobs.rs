@@ -6,9 +6,9 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use sqlx::FromRow;
 use uuid::Uuid;
 
+use super::db::{self, NotifiedDonation, OutboxWork};
 use super::emails;
 use super::model::{CURRENCY, Donation, DonationStatus, Effect, public_donor_name};
 use super::service::{self, Applied, Source};
@@ -79,14 +79,7 @@ impl DonationJob {
 pub async fn process_notification(state: &Services, notification_id: Uuid) -> anyhow::Result<()> {
     // The notification and its donation in one read; the donation is read again, locked, only
     // when Midtrans' answer is applied (the state may move during the call).
-    let row: Option<NotifiedDonation> = sqlx::query_as(
-        "SELECT n.processed_at, d.* FROM payment_notifications n
-           JOIN donations d ON d.id = n.donation_id
-          WHERE n.id = $1",
-    )
-    .bind(notification_id)
-    .fetch_optional(&state.db)
-    .await?;
+    let row = db::notified_donation(&state.db, notification_id).await?;
     let Some(NotifiedDonation {
         processed_at,
         donation,
@@ -108,24 +101,8 @@ pub async fn process_notification(state: &Services, notification_id: Uuid) -> an
         tracing::warn!(%notification_id, %donation_id, "too many notifications for one donation; not asking Midtrans again this minute");
         "throttled".to_owned()
     };
-    sqlx::query(
-        "UPDATE payment_notifications SET processed_at = now(), outcome = $3
-          WHERE processed_at IS NULL AND (id = $1 OR (donation_id = $2 AND received_at <= $4))",
-    )
-    .bind(notification_id)
-    .bind(donation_id)
-    .bind(outcome)
-    .bind(asked_at)
-    .execute(&state.db)
-    .await?;
+    db::settle_notifications(&state.db, notification_id, donation_id, &outcome, asked_at).await?;
     Ok(())
-}
-
-#[derive(Debug, FromRow)]
-struct NotifiedDonation {
-    processed_at: Option<chrono::DateTime<Utc>>,
-    #[sqlx(flatten)]
-    donation: Donation,
 }
 
 /// Whether a notification may make another status call for this donation this minute (open
@@ -172,10 +149,7 @@ pub async fn verify_with_midtrans(
             Ok(service::apply_verified_status(state, donation_id, &status).await?)
         }
         StatusAnswer::NotFound => {
-            sqlx::query("UPDATE donations SET checked_at = now() WHERE id = $1")
-                .bind(donation_id)
-                .execute(&state.db)
-                .await?;
+            db::mark_checked(&state.db, donation_id).await?;
             if donation.is_overdue(Utc::now()) {
                 let expired = service::change(
                     state,
@@ -225,22 +199,8 @@ pub async fn reconcile(state: &Services) -> anyhow::Result<()> {
 async fn reconcile_midtrans(state: &Services) -> anyhow::Result<()> {
     let after = Duration::from_secs(state.config.donations.reconcile_after_secs);
     let now = Utc::now();
-    let ids: Vec<Uuid> = sqlx::query_scalar(
-        "UPDATE donations SET checked_at = $2
-          WHERE id IN (SELECT id FROM donations
-                        WHERE status = 'pending' AND payment_method = 'midtrans'
-                          AND (created_at <= $1 OR expires_at <= $2)
-                          AND (checked_at IS NULL OR checked_at <= $3)
-                        ORDER BY created_at LIMIT $4
-                        FOR UPDATE SKIP LOCKED)
-         RETURNING id",
-    )
-    .bind(now - after)
-    .bind(now)
-    .bind(now - RECHECK_EVERY)
-    .bind(BATCH)
-    .fetch_all(&state.db)
-    .await?;
+    let ids =
+        db::claim_midtrans_checks(&state.db, now - after, now, now - RECHECK_EVERY, BATCH).await?;
     for donation_id in ids {
         state
             .jobs
@@ -252,11 +212,7 @@ async fn reconcile_midtrans(state: &Services) -> anyhow::Result<()> {
 
 /// One reconciliation check: what does Midtrans say about this donation?
 pub async fn check_donation(state: &Services, donation_id: Uuid) -> anyhow::Result<()> {
-    let donation: Option<Donation> = sqlx::query_as("SELECT * FROM donations WHERE id = $1")
-        .bind(donation_id)
-        .fetch_optional(&state.db)
-        .await?;
-    let Some(donation) = donation else {
+    let Some(donation) = db::find_donation(&state.db, donation_id).await? else {
         return Ok(());
     };
     let outcome = verify_with_midtrans(state, &donation).await?;
@@ -269,16 +225,7 @@ pub async fn check_donation(state: &Services, donation_id: Uuid) -> anyhow::Resu
 /// Outbox rows and notifications whose job was lost (Redis down when queuing, Redis data lost).
 async fn requeue_stuck(state: &Services) -> anyhow::Result<()> {
     let before = Utc::now() - STUCK_AFTER;
-    let outbox: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM donation_outbox
-          WHERE delivered_at IS NULL AND created_at <= $1 AND attempts < $3
-          ORDER BY created_at LIMIT $2",
-    )
-    .bind(before)
-    .bind(BATCH)
-    .bind(GIVE_UP_AFTER_ATTEMPTS)
-    .fetch_all(&state.db)
-    .await?;
+    let outbox = db::stuck_outbox(&state.db, before, BATCH, GIVE_UP_AFTER_ATTEMPTS).await?;
     for outbox_id in outbox {
         state
             .jobs
@@ -286,19 +233,12 @@ async fn requeue_stuck(state: &Services) -> anyhow::Result<()> {
             .await?;
     }
     // Each requeue waits twice as long as the one before, and there are only so many.
-    let notifications: Vec<Uuid> = sqlx::query_scalar(
-        "UPDATE payment_notifications SET attempts = attempts + 1
-          WHERE id IN (SELECT id FROM payment_notifications
-                        WHERE processed_at IS NULL AND attempts < $3
-                          AND received_at <= now() - make_interval(secs => $1 * power(2, attempts))
-                        ORDER BY received_at LIMIT $2
-                        FOR UPDATE SKIP LOCKED)
-         RETURNING id",
+    let notifications = db::requeue_notifications(
+        &state.db,
+        STUCK_AFTER.as_secs_f64(),
+        BATCH,
+        NOTIFICATION_REQUEUES,
     )
-    .bind(STUCK_AFTER.as_secs_f64())
-    .bind(BATCH)
-    .bind(NOTIFICATION_REQUEUES)
-    .fetch_all(&state.db)
     .await?;
     for notification_id in notifications {
         state
@@ -308,31 +248,6 @@ async fn requeue_stuck(state: &Services) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
-/// What delivering one outbox row needs, read in one query: the effect, whether it is done,
-/// the donation and the people and stream it involves.
-#[derive(Debug, FromRow)]
-struct OutboxWork {
-    kind: Effect,
-    delivered_at: Option<chrono::DateTime<Utc>>,
-    #[sqlx(flatten)]
-    donation: Donation,
-    #[sqlx(flatten)]
-    parties: Parties,
-}
-
-/// `SELECT` of an [`OutboxWork`] by outbox id (`$1`).
-const SELECT_WORK: &str = "SELECT o.kind, o.delivered_at, d.*, s.title AS stream_title,
-        COALESCE(NULLIF(trim(su.first_name || ' ' || su.last_name), ''), su.username) AS streamer_name,
-        su.email AS streamer_email,
-        COALESCE(NULLIF(trim(du.first_name || ' ' || du.last_name), ''), du.username) AS donor_name,
-        du.email AS donor_email
-   FROM donation_outbox o
-   JOIN donations d ON d.id = o.donation_id
-   JOIN streams s ON s.id = d.stream_id
-   JOIN users su ON su.id = s.streamer_id
-   LEFT JOIN users du ON du.id = d.donor_id
-  WHERE o.id = $1";
 
 /// Delivers one outbox row, exactly once as far as PostgreSQL can tell: never by two workers at
 /// once, and marked delivered only after its effect happened (a worker that dies in between
@@ -345,11 +260,7 @@ const SELECT_WORK: &str = "SELECT o.kind, o.delivered_at, d.*, s.title AS stream
 ///   connection of its own (closed afterwards, so a cancelled job cannot leave the lock on a
 ///   pooled connection) keeps a second worker from sending it at the same time.
 pub async fn deliver_outbox(state: &Services, outbox_id: Uuid) -> anyhow::Result<()> {
-    let work: Option<OutboxWork> = sqlx::query_as(SELECT_WORK)
-        .bind(outbox_id)
-        .fetch_optional(&state.db)
-        .await?;
-    let Some(work) = work else {
+    let Some(work) = db::outbox_work(&state.db, outbox_id).await? else {
         return Ok(());
     };
     if work.delivered_at.is_some() {
@@ -360,40 +271,21 @@ pub async fn deliver_outbox(state: &Services, outbox_id: Uuid) -> anyhow::Result
     }
     let mut conn = state.db.acquire().await?;
     conn.close_on_drop();
-    let locked: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1::text, 0))")
-            .bind(outbox_id)
-            .fetch_one(&mut *conn)
-            .await?;
-    if !locked {
+    if !db::try_lock_outbox_email(&mut *conn, outbox_id).await? {
         anyhow::bail!("another worker is sending this email");
     }
     // Under the lock: a worker that held it before may have sent it meanwhile.
-    let delivered: Option<chrono::DateTime<Utc>> =
-        sqlx::query_scalar("SELECT delivered_at FROM donation_outbox WHERE id = $1")
-            .bind(outbox_id)
-            .fetch_one(&mut *conn)
-            .await?;
-    if delivered.is_some() {
+    if db::outbox_delivered_at(&mut *conn, outbox_id)
+        .await?
+        .is_some()
+    {
         return Ok(());
     }
     let sent = send_email(state, outbox_id, &work).await;
-    let (sql, error) = match &sent {
-        Ok(()) => (
-            "UPDATE donation_outbox SET delivered_at = now(), attempts = attempts + 1, last_error = NULL
-              WHERE id = $1",
-            None,
-        ),
-        Err(e) => (
-            "UPDATE donation_outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
-            Some(format!("{e:#}")),
-        ),
-    };
-    sqlx::query(sql)
-        .bind(outbox_id)
-        .bind(error)
-        .execute(&mut *conn)
-        .await?;
+    match &sent {
+        Ok(()) => db::mark_outbox_delivered(&mut *conn, outbox_id).await?,
+        Err(e) => db::record_outbox_failure(&mut *conn, outbox_id, &format!("{e:#}")).await?,
+    }
     // The connection closes when dropped, and its advisory lock with it.
     sent
 }
@@ -402,13 +294,9 @@ pub async fn deliver_outbox(state: &Services, outbox_id: Uuid) -> anyhow::Result
 /// delivered, so it exists exactly once whatever happens to this worker.
 async fn deliver_alert(state: &Services, outbox_id: Uuid, work: &OutboxWork) -> anyhow::Result<()> {
     let mut tx = state.db.begin().await?;
-    let delivered: Option<Option<chrono::DateTime<Utc>>> = sqlx::query_scalar(
-        "SELECT delivered_at FROM donation_outbox WHERE id = $1 FOR UPDATE NOWAIT",
-    )
-    .bind(outbox_id)
-    .fetch_optional(&mut *tx)
-    .await
-    .context("locking the outbox row")?;
+    let delivered = db::lock_outbox_nowait(&mut *tx, outbox_id)
+        .await
+        .context("locking the outbox row")?;
     if !matches!(delivered, Some(None)) {
         return Ok(());
     }
@@ -421,13 +309,7 @@ async fn deliver_alert(state: &Services, outbox_id: Uuid, work: &OutboxWork) -> 
         donor_name: public_name(work),
         payment_method: donation.payment_method,
     });
-    sqlx::query(
-        "UPDATE donation_outbox SET delivered_at = now(), attempts = attempts + 1, last_error = NULL
-          WHERE id = $1",
-    )
-    .bind(outbox_id)
-    .execute(&mut *tx)
-    .await?;
+    db::mark_outbox_delivered(&mut *tx, outbox_id).await?;
     let recorded = state
         .events
         .record(&mut tx, donation.stream_id, alert)
@@ -449,7 +331,7 @@ fn public_name(work: &OutboxWork) -> String {
 }
 
 /// The people and stream a donation involves, for events and emails.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct Parties {
     pub stream_title: String,
     pub streamer_name: String,

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::db;
 use super::model::{DonationStatus, DonationView};
 use super::service::{self, Source};
 use super::views;
@@ -68,10 +69,7 @@ async fn decide(
     let Some(donation) = service::lock(&mut tx, id).await? else {
         return Err(AppError::not_found("Donation"));
     };
-    let streamer_id: Uuid = sqlx::query_scalar("SELECT streamer_id FROM streams WHERE id = $1")
-        .bind(donation.stream_id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let streamer_id = db::stream_owner(&mut *tx, donation.stream_id).await?;
     if streamer_id != user.id {
         // Those who may see the donation learn why they cannot decide; for anyone else it does
         // not exist, as it does not for them on GET.

@@ -7,6 +7,7 @@
 //! state machine, and writes its effects to an outbox in the same transaction; jobs deliver them.
 
 pub mod create;
+pub(crate) mod db;
 mod emails;
 pub mod history;
 pub mod jobs;

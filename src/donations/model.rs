@@ -284,6 +284,16 @@ pub struct PublicDonation {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
+/// A donation request that passed every check: its amount and message are proven valid.
+#[derive(Debug)]
+pub(crate) struct NewDonation {
+    pub stream_id: Uuid,
+    pub donor_id: Uuid,
+    pub amount: Amount,
+    pub message: Message,
+    pub anonymous: bool,
+}
+
 /// A donation amount in whole rupiah that is within the configured limits. Only
 /// [`Amount::parse`] makes one, so code past the request handler holds proof that the amount
 /// was checked and never checks again (zero-to-production's `domain` types).

@@ -10,11 +10,12 @@ use std::str::FromStr;
 
 use chrono::Utc;
 use rust_decimal::Decimal;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::db;
 use super::jobs::DonationJob;
-use super::model::{CURRENCY, Donation, DonationStatus, Effect};
+use super::model::{CURRENCY, Donation, DonationStatus, Effect, PaymentMethod};
 use crate::payments::midtrans::{TransactionStatus, Verdict};
 use crate::services::Services;
 
@@ -54,10 +55,7 @@ impl Source {
 
 /// Loads a donation and locks it until the transaction ends.
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Donation>> {
-    sqlx::query_as("SELECT * FROM donations WHERE id = $1 FOR UPDATE")
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+    db::lock_donation(conn, id).await
 }
 
 /// Moves a locked donation to `to` if the state machine allows it. Returns the updated row and
@@ -73,30 +71,8 @@ pub async fn move_to(
     if !from.can_become(to) || !source.may_move(donation, from, to) {
         return Ok(None);
     }
-    let updated: Donation = sqlx::query_as(
-        "UPDATE donations
-            SET status = $2,
-                status_reason = CASE WHEN $3 = '' THEN status_reason ELSE $3 END,
-                completed_at = CASE WHEN $2 = 'completed' THEN now() ELSE completed_at END
-          WHERE id = $1
-         RETURNING *",
-    )
-    .bind(donation.id)
-    .bind(to.as_str())
-    .bind(reason)
-    .fetch_one(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO donation_transitions (donation_id, from_status, to_status, source, detail)
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(donation.id)
-    .bind(from.as_str())
-    .bind(to.as_str())
-    .bind(source.as_str())
-    .bind(reason)
-    .execute(&mut *conn)
-    .await?;
+    let updated = db::set_status(&mut *conn, donation.id, to, reason).await?;
+    db::insert_transition(&mut *conn, donation.id, from, to, source.as_str(), reason).await?;
     let outbox = write_effects(conn, &updated, to).await?;
     tracing::info!(donation_id = %donation.id, from = from.as_str(), to = to.as_str(), source = source.as_str(), "donation status changed");
     Ok(Some((updated, outbox)))
@@ -126,14 +102,7 @@ async fn write_effects(
     };
     let mut ids = Vec::with_capacity(kinds.len());
     for kind in kinds {
-        let id: Option<Uuid> = sqlx::query_scalar(
-            "INSERT INTO donation_outbox (donation_id, kind) VALUES ($1, $2)
-             ON CONFLICT (donation_id, kind) DO NOTHING RETURNING id",
-        )
-        .bind(donation.id)
-        .bind(kind)
-        .fetch_optional(&mut *conn)
-        .await?;
+        let id = db::insert_outbox(&mut *conn, donation.id, *kind).await?;
         ids.extend(id);
     }
     Ok(ids)
@@ -225,22 +194,14 @@ pub async fn apply_verified_status(
         .and_then(|a| Decimal::from_str(a.trim()).ok())
         .filter(|a| *a >= Decimal::ZERO)
         .map(|a| a.min(donation.amount).trunc());
-    sqlx::query(
-        "UPDATE donations SET provider_status = $2, fraud_status = $3,
-                payment_type = COALESCE($4, payment_type), checked_at = now(),
-                amount_mismatch = amount_mismatch OR $5,
-                currency_mismatch = currency_mismatch OR $6,
-                refunded_amount = GREATEST(refunded_amount, COALESCE($7, refunded_amount))
-          WHERE id = $1",
+    db::record_verified_status(
+        &mut *tx,
+        donation.id,
+        status,
+        mismatch,
+        foreign_currency,
+        refunded,
     )
-    .bind(donation.id)
-    .bind(&status.transaction_status)
-    .bind(&status.fraud_status)
-    .bind(&status.payment_type)
-    .bind(mismatch)
-    .bind(foreign_currency)
-    .bind(refunded)
-    .execute(&mut *tx)
     .await?;
     if mismatch {
         tracing::warn!(
@@ -294,13 +255,7 @@ pub async fn apply_verified_status(
 /// Ends the pending bank transfers to a streamer whose account was deactivated: nobody will
 /// confirm them, so their donors are told (the expiry email) not to pay.
 pub async fn expire_pending_transfers_to(state: &Services, streamer_id: Uuid) -> sqlx::Result<()> {
-    let pending: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT d.id FROM donations d JOIN streams s ON s.id = d.stream_id
-          WHERE s.streamer_id = $1 AND d.status = 'pending' AND d.payment_method = 'bank_transfer'",
-    )
-    .bind(streamer_id)
-    .fetch_all(&state.db)
-    .await?;
+    let pending = db::pending_transfers_to(&state.db, streamer_id).await?;
     for id in pending {
         change(
             state,
@@ -316,7 +271,7 @@ pub async fn expire_pending_transfers_to(state: &Services, streamer_id: Uuid) ->
 
 /// Pending bank transfers past their expiry, and the ids of those just expired.
 pub async fn expire_overdue_bank_transfers(state: &Services) -> sqlx::Result<Vec<Uuid>> {
-    let overdue = overdue(&state.db, "bank_transfer").await?;
+    let overdue = db::overdue(&state.db, PaymentMethod::BankTransfer, Utc::now()).await?;
     let mut expired = Vec::new();
     for id in overdue {
         if change(
@@ -333,16 +288,4 @@ pub async fn expire_overdue_bank_transfers(state: &Services) -> sqlx::Result<Vec
         }
     }
     Ok(expired)
-}
-
-async fn overdue(db: &PgPool, method: &str) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar(
-        "SELECT id FROM donations
-          WHERE status = 'pending' AND payment_method = $1 AND expires_at <= $2
-          ORDER BY expires_at LIMIT 500",
-    )
-    .bind(method)
-    .bind(Utc::now())
-    .fetch_all(db)
-    .await
 }

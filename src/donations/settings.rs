@@ -6,10 +6,10 @@ use std::collections::BTreeSet;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{FromRow, PgExecutor};
+use sqlx::FromRow;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
+use super::db;
 use crate::auth::AuthUser;
 use crate::error::{AppError, AppResult, ErrorCode, FieldError, Problem};
 use crate::http::extract::Json;
@@ -28,17 +28,6 @@ pub struct PayoutAccount {
     #[schema(example = "Budi Santoso")]
     pub account_holder: String,
     pub updated_at: DateTime<Utc>,
-}
-
-impl PayoutAccount {
-    pub async fn find(db: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::Result<Option<Self>> {
-        sqlx::query_as(
-            "SELECT bank_name, account_number, account_holder, updated_at FROM payout_accounts WHERE user_id = $1",
-        )
-        .bind(user_id)
-        .fetch_optional(db)
-        .await
-    }
 }
 
 /// Changes to the payout account. The first time, all three fields are required.
@@ -107,7 +96,7 @@ pub(super) async fn get_payout(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
 ) -> AppResult<Json<PayoutAccount>> {
-    PayoutAccount::find(&state.db, user.id)
+    db::payout_account(&state.db, user.id)
         .await?
         .map(Json)
         .ok_or_else(missing_payout)
@@ -133,7 +122,7 @@ pub(super) async fn update_payout(
     AuthUser(user): AuthUser,
     Json(body): Json<UpdatePayout>,
 ) -> AppResult<Json<PayoutAccount>> {
-    let existing = PayoutAccount::find(&state.db, user.id).await?;
+    let existing = db::payout_account(&state.db, user.id).await?;
     let mut errors = Vec::new();
     let mut field = |name: &'static str,
                      raw: Option<&str>,
@@ -175,33 +164,16 @@ pub(super) async fn update_payout(
     else {
         return Err(AppError::Validation(errors));
     };
-    let account: PayoutAccount = sqlx::query_as(
-        "INSERT INTO payout_accounts (user_id, bank_name, account_number, account_holder)
-         VALUES ($1, $2, $3, $4)
-         ON CONFLICT (user_id) DO UPDATE
-            SET bank_name = EXCLUDED.bank_name, account_number = EXCLUDED.account_number,
-                account_holder = EXCLUDED.account_holder
-         RETURNING bank_name, account_number, account_holder, updated_at",
+    let account = db::upsert_payout_account(
+        &state.db,
+        user.id,
+        &bank_name,
+        &account_number,
+        &account_holder,
     )
-    .bind(user.id)
-    .bind(bank_name)
-    .bind(account_number)
-    .bind(account_holder)
-    .fetch_one(&state.db)
     .await?;
     tracing::info!(user_id = %user.id, "payout account updated");
     Ok(Json(account))
-}
-
-/// A streamer's blocked words (lower-case, sorted).
-pub async fn blocked_words(
-    db: impl PgExecutor<'_>,
-    streamer_id: Uuid,
-) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar("SELECT word FROM blocked_words WHERE streamer_id = $1 ORDER BY word")
-        .bind(streamer_id)
-        .fetch_all(db)
-        .await
 }
 
 /// Words and phrases refused in donation messages to this streamer (matched as whole words,
@@ -223,7 +195,7 @@ pub(super) async fn get_blocked_words(
     AuthUser(user): AuthUser,
 ) -> AppResult<Json<BlockedWords>> {
     Ok(Json(BlockedWords {
-        words: blocked_words(&state.db, user.id).await?,
+        words: db::blocked_words(&state.db, user.id).await?,
     }))
 }
 
@@ -283,17 +255,9 @@ pub(super) async fn replace_blocked_words(
     if !errors.is_empty() {
         return Err(AppError::Validation(errors));
     }
-    let mut tx = state.db.begin().await?;
-    sqlx::query("DELETE FROM blocked_words WHERE streamer_id = $1")
-        .bind(user.id)
-        .execute(&mut *tx)
-        .await?;
     let list: Vec<String> = words.into_iter().collect();
-    sqlx::query("INSERT INTO blocked_words (streamer_id, word) SELECT $1, unnest($2::text[])")
-        .bind(user.id)
-        .bind(&list)
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = state.db.begin().await?;
+    db::replace_blocked_words(&mut tx, user.id, &list).await?;
     tx.commit().await?;
     Ok(Json(BlockedWords { words: list }))
 }

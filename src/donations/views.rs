@@ -1,16 +1,14 @@
 //! Donations joined with their stream and donor, turned into the views the API shows.
 
-use sqlx::FromRow;
-
 use super::model::{
     CURRENCY, Donation, DonationView, Donor, PublicDonation, public_donor_name, whole_rupiah,
 };
 use crate::users::model::PublicUser;
 
-/// A donation with what its views need from `streams` and `users`.
-#[derive(Debug, Clone, FromRow)]
-pub(super) struct Row {
-    #[sqlx(flatten)]
+/// A donation with what its views need from `streams` and `users` (read by
+/// [`db::row`](super::db::row) and the history queries).
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
     pub donation: Donation,
     pub stream_title: String,
     pub streamer_id: uuid::Uuid,
@@ -18,15 +16,6 @@ pub(super) struct Row {
     pub donor_username: Option<String>,
     pub donor_display_name: Option<String>,
 }
-
-/// `SELECT` of [`Row`]s; callers add `WHERE`/`ORDER BY`. `d` is the donation.
-pub(super) const SELECT_ROWS: &str = "SELECT d.*, s.title AS stream_title,
-        s.streamer_id, su.username AS streamer_username, u.username AS donor_username,
-        COALESCE(NULLIF(trim(u.first_name || ' ' || u.last_name), ''), u.username) AS donor_display_name
-   FROM donations d
-   JOIN streams s ON s.id = d.stream_id
-   JOIN users su ON su.id = s.streamer_id
-   LEFT JOIN users u ON u.id = d.donor_id";
 
 impl Row {
     /// The donor's name as others may see it.
@@ -112,9 +101,5 @@ pub(super) async fn one(
     donation: &Donation,
     reveal_donor: bool,
 ) -> sqlx::Result<DonationView> {
-    let row: Row = sqlx::query_as(&format!("{SELECT_ROWS} WHERE d.id = $1"))
-        .bind(donation.id)
-        .fetch_one(db)
-        .await?;
-    Ok(row.view(reveal_donor))
+    Ok(super::db::row(db, donation.id).await?.view(reveal_donor))
 }

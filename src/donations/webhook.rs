@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::db;
 use super::jobs::DonationJob;
 use crate::error::{AppError, AppResult, ErrorCode, Problem};
 use crate::http::extract::Json;
@@ -98,12 +99,7 @@ pub(super) async fn notification(
         return Err(bad_signature());
     }
     let donation_id: Option<Uuid> = match Uuid::parse_str(order_id) {
-        Ok(transaction_id) => {
-            sqlx::query_scalar("SELECT id FROM donations WHERE transaction_id = $1")
-                .bind(transaction_id)
-                .fetch_optional(&state.db)
-                .await?
-        }
+        Ok(transaction_id) => db::donation_id_by_transaction(&state.db, transaction_id).await?,
         Err(_) => None,
     };
     let Some(donation_id) = donation_id else {
@@ -116,23 +112,17 @@ pub(super) async fn notification(
     // The same body again (Midtrans retrying, or someone replaying a captured one) is the same
     // notification: acknowledged with its id, nothing queued twice.
     let digest = Sha256::digest(&body).to_vec();
-    let inserted: Option<Uuid> = sqlx::query_scalar(
-        "INSERT INTO payment_notifications (donation_id, order_id, transaction_status, raw, body_sha256)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (body_sha256) DO NOTHING RETURNING id",
+    let inserted = db::insert_notification(
+        &state.db,
+        donation_id,
+        order_id,
+        signed.transaction_status.as_deref().unwrap_or_default(),
+        String::from_utf8_lossy(&body).as_ref(),
+        &digest,
     )
-    .bind(donation_id)
-    .bind(order_id)
-    .bind(signed.transaction_status.as_deref().unwrap_or_default())
-    .bind(String::from_utf8_lossy(&body).as_ref())
-    .bind(&digest)
-    .fetch_optional(&state.db)
     .await?;
     let Some(notification_id) = inserted else {
-        let notification_id: Uuid =
-            sqlx::query_scalar("SELECT id FROM payment_notifications WHERE body_sha256 = $1")
-                .bind(&digest)
-                .fetch_one(&state.db)
-                .await?;
+        let notification_id = db::notification_id_by_body(&state.db, &digest).await?;
         tracing::info!(order_id, %notification_id, "Midtrans notification received again; already stored");
         return Ok(Json(NotificationReceipt {
             received: true,

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::live::events::StreamHealth;
 use crate::state::AppState;
-use crate::streams::{DEFAULT_TITLE, keys, lifecycle};
+use crate::streams::{DEFAULT_TITLE, db, keys, lifecycle};
 
 /// Decides publishes by stream key: the key's owner publishes to their newest stream that has
 /// not ended, or to a new one.
@@ -30,32 +30,12 @@ impl KeyAuthorizer {
         };
         let mut tx = self.db.begin().await?;
         // Locking the user serialises two publishes racing to create the stream.
-        let active: Option<bool> =
-            sqlx::query_scalar("SELECT is_active FROM users WHERE id = $1 FOR UPDATE")
-                .bind(user_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if active != Some(true) {
+        if db::lock_user_active(&mut *tx, user_id).await? != Some(true) {
             return Ok(None);
         }
-        let open: Option<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM streams WHERE streamer_id = $1 AND ended_at IS NULL
-             ORDER BY created_at DESC LIMIT 1",
-        )
-        .bind(user_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let stream_id = match open {
+        let stream_id = match db::open_stream_of(&mut *tx, user_id).await? {
             Some(id) => id,
-            None => {
-                sqlx::query_scalar(
-                    "INSERT INTO streams (streamer_id, title) VALUES ($1, $2) RETURNING id",
-                )
-                .bind(user_id)
-                .bind(DEFAULT_TITLE)
-                .fetch_one(&mut *tx)
-                .await?
-            }
+            None => db::insert_titled(&mut *tx, user_id, DEFAULT_TITLE).await?,
         };
         tx.commit().await?;
         Ok(Some(stream_id))

@@ -2,6 +2,7 @@
 //! live, and deletion by the stream's owner or staff. Posting and deleting publish
 //! `comment.created` / `comment.deleted` on the stream's socket.
 
+pub(crate) mod db;
 pub mod model;
 pub mod service;
 pub mod writer;

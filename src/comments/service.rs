@@ -8,7 +8,6 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use sqlx::FromRow;
 use uuid::Uuid;
 
 use super::model::Comment;
@@ -54,14 +53,9 @@ pub async fn post(
 /// Deletes a comment; allowed to the stream's owner and to staff. Announces `comment.deleted`.
 pub async fn delete(state: &AppState, user: &User, comment_id: Uuid) -> AppResult<()> {
     let mut tx = state.db.begin().await?;
-    let found: Option<(Uuid, Uuid)> = sqlx::query_as(
-        "SELECT c.stream_id, s.streamer_id FROM comments c JOIN streams s ON s.id = c.stream_id
-         WHERE c.id = $1 FOR UPDATE OF c",
-    )
-    .bind(comment_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((stream_id, streamer_id)) = found else {
+    let Some((stream_id, streamer_id)) =
+        super::db::lock_with_streamer(&mut *tx, comment_id).await?
+    else {
         return Err(AppError::not_found("Comment"));
     };
     if streamer_id != user.id && !user.is_staff {
@@ -69,10 +63,7 @@ pub async fn delete(state: &AppState, user: &User, comment_id: Uuid) -> AppResul
             "Only the stream's owner or staff can delete this comment.",
         ));
     }
-    sqlx::query("DELETE FROM comments WHERE id = $1")
-        .bind(comment_id)
-        .execute(&mut *tx)
-        .await?;
+    super::db::delete(&mut *tx, comment_id).await?;
     let event = EventData::CommentDeleted(CommentDeleted { id: comment_id });
     let recorded = state.events.record(&mut tx, stream_id, event).await?;
     tx.commit().await?;
@@ -120,31 +111,6 @@ impl Cursor {
     }
 }
 
-#[derive(FromRow)]
-struct CommentRow {
-    id: Uuid,
-    stream_id: Uuid,
-    content: String,
-    created_at: DateTime<Utc>,
-    author_id: Uuid,
-    author_username: String,
-}
-
-impl From<CommentRow> for Comment {
-    fn from(row: CommentRow) -> Self {
-        Self {
-            id: row.id,
-            stream_id: row.stream_id,
-            author: PublicUser {
-                id: row.author_id,
-                username: row.author_username,
-            },
-            content: row.content,
-            created_at: row.created_at,
-        }
-    }
-}
-
 /// A page of a stream's comments, newest first, and the cursor of the next page if any.
 /// `None` when the stream does not exist.
 pub async fn list(
@@ -153,30 +119,19 @@ pub async fn list(
     cursor: Option<Cursor>,
     limit: u32,
 ) -> AppResult<Option<(Vec<Comment>, Option<Cursor>)>> {
-    let rows: Vec<CommentRow> = sqlx::query_as(
-        "SELECT c.id, c.stream_id, c.content, c.created_at, u.id AS author_id, u.username AS author_username
-         FROM comments c JOIN users u ON u.id = c.user_id
-         WHERE c.stream_id = $1 AND ($2::timestamptz IS NULL OR (c.created_at, c.id) < ($2, $3))
-         ORDER BY c.created_at DESC, c.id DESC
-         LIMIT $4",
+    let mut comments = super::db::page(
+        &state.db,
+        stream_id,
+        cursor.map(|c| (c.created_at, c.id)),
+        i64::from(limit) + 1,
     )
-    .bind(stream_id)
-    .bind(cursor.map(|c| c.created_at))
-    .bind(cursor.map(|c| c.id))
-    .bind(i64::from(limit) + 1)
-    .fetch_all(&state.db)
     .await?;
-    if rows.is_empty() && cursor.is_none() {
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM streams WHERE id = $1)")
-                .bind(stream_id)
-                .fetch_one(&state.db)
-                .await?;
-        if !exists {
-            return Ok(None);
-        }
+    if comments.is_empty()
+        && cursor.is_none()
+        && !crate::streams::db::exists(&state.db, stream_id).await?
+    {
+        return Ok(None);
     }
-    let mut comments: Vec<Comment> = rows.into_iter().map(Comment::from).collect();
     let next = if comments.len() > limit as usize {
         comments.truncate(limit as usize);
         comments.last().map(|c| Cursor {

@@ -275,30 +275,16 @@ impl Inner {
         let authors: Vec<Uuid> = batch.iter().map(|p| p.author.id).collect();
         let contents: Vec<&str> = batch.iter().map(|p| p.content.as_str()).collect();
         let mut tx = self.db.begin().await?;
-        let stored: Vec<(Uuid, DateTime<Utc>)> = sqlx::query_as(
-            "INSERT INTO comments (id, stream_id, user_id, content)
-             SELECT c.id, s.id, c.user_id, c.content
-             FROM streams s, unnest($2::uuid[], $3::uuid[], $4::text[]) AS c(id, user_id, content)
-             WHERE s.id = $1 AND s.is_active
-             RETURNING id, created_at",
-        )
-        .bind(stream_id)
-        .bind(&ids)
-        .bind(&authors)
-        .bind(&contents)
-        .fetch_all(&mut *tx)
-        .await?;
+        let stored =
+            super::db::insert_batch(&mut *tx, stream_id, &ids, &authors, &contents).await?;
         if stored.is_empty() {
             drop(tx);
-            let live: Option<bool> =
-                sqlx::query_scalar("SELECT is_active FROM streams WHERE id = $1")
-                    .bind(stream_id)
-                    .fetch_optional(&self.db)
-                    .await?;
-            return Err(match live {
-                None => Refusal::Missing,
-                Some(_) => Refusal::NotLive,
-            });
+            return Err(
+                match super::db::stream_is_active(&self.db, stream_id).await? {
+                    None => Refusal::Missing,
+                    Some(_) => Refusal::NotLive,
+                },
+            );
         }
         let created: HashMap<Uuid, DateTime<Utc>> = stored.into_iter().collect();
         let comments: Vec<Comment> = batch

@@ -338,30 +338,12 @@ impl Events {
         // PostgreSQL keeps microseconds: an announced message must read exactly as the same
         // event replayed from the log (hubs compare them to tell a duplicate from a reused id).
         let ts = Utc::now().trunc_subsecs(6);
-        // The data-modifying CTE runs even though the outer query only reads `seq`.
-        let before: i64 = sqlx::query_scalar(
-            "WITH seq AS (
-                 INSERT INTO live_event_seqs AS s (stream_id, last_id) VALUES ($1, $2)
-                 ON CONFLICT (stream_id) DO UPDATE SET last_id = s.last_id + $2
-                 RETURNING last_id - $2 AS before
-             ), stored AS (
-                 INSERT INTO live_events (stream_id, id, kind, data, ts)
-                 SELECT $1, seq.before + e.ord, e.kind, e.data, $5
-                 FROM seq, unnest($3::text[], $4::text[]) WITH ORDINALITY AS e(kind, data, ord)
-             )
-             SELECT before FROM seq",
-        )
-        .bind(stream_id)
-        .bind(count)
-        .bind(&kinds)
-        .bind(&data)
-        .bind(ts)
-        .fetch_one(conn)
-        .await
-        .map_err(|e| match constraint(&e) {
-            Some(c) if c.ends_with("stream_id_fkey") => PublishError::UnknownStream(stream_id),
-            _ => PublishError::Database(e),
-        })?;
+        let before = super::db::append_events(conn, stream_id, count, &kinds, &data, ts)
+            .await
+            .map_err(|e| match constraint(&e) {
+                Some(c) if c.ends_with("stream_id_fkey") => PublishError::UnknownStream(stream_id),
+                _ => PublishError::Database(e),
+            })?;
         let before = u64::try_from(before).unwrap_or_default();
         let mut recorded = Vec::with_capacity(events.len());
         for (offset, (event, data)) in events.into_iter().zip(&data).enumerate() {
@@ -428,12 +410,7 @@ impl Events {
                 EventData::StreamEnded(_) => super::notices::Notice::Ended(stream_id),
                 _ => continue,
             };
-            let streamer: sqlx::Result<Option<Uuid>> =
-                sqlx::query_scalar("SELECT streamer_id FROM streams WHERE id = $1")
-                    .bind(stream_id)
-                    .fetch_optional(&self.db)
-                    .await;
-            match streamer {
+            match super::db::streamer_of(&self.db, stream_id).await {
                 Ok(Some(streamer_id)) => self.announce_overlay_notice(streamer_id, notice).await,
                 Ok(None) => {}
                 Err(e) => tracing::warn!(%stream_id, cause = %e,
@@ -476,11 +453,7 @@ impl Events {
 
     /// The id of the stream's latest event (0 when it has none).
     pub(crate) async fn last_id(&self, stream_id: Uuid) -> sqlx::Result<u64> {
-        let last: Option<i64> =
-            sqlx::query_scalar("SELECT last_id FROM live_event_seqs WHERE stream_id = $1")
-                .bind(stream_id)
-                .fetch_optional(&self.db)
-                .await?;
+        let last = super::db::last_event_id(&self.db, stream_id).await?;
         Ok(last.and_then(|id| u64::try_from(id).ok()).unwrap_or(0))
     }
 
@@ -494,21 +467,17 @@ impl Events {
         kind: Option<&str>,
         limit: u32,
     ) -> sqlx::Result<Vec<LoggedEvent>> {
-        let rows: Vec<(i64, String, String, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT id, kind, data, ts FROM live_events
-             WHERE stream_id = $1 AND id > $2 AND ($3::bigint IS NULL OR id <= $3)
-               AND ($4::text IS NULL OR kind = $4)
-             ORDER BY id LIMIT $5",
+        let rows = super::db::events_after(
+            &self.db,
+            stream_id,
+            i64::try_from(after).unwrap_or(i64::MAX),
+            up_to.map(|id| i64::try_from(id).unwrap_or(i64::MAX)),
+            kind,
+            i64::from(limit),
         )
-        .bind(stream_id)
-        .bind(i64::try_from(after).unwrap_or(i64::MAX))
-        .bind(up_to.map(|id| i64::try_from(id).unwrap_or(i64::MAX)))
-        .bind(kind)
-        .bind(i64::from(limit))
-        .fetch_all(&self.db)
         .await?;
         let mut events = Vec::with_capacity(rows.len());
-        for (id, kind, data, ts) in rows {
+        for super::db::StoredEvent { id, kind, data, ts } in rows {
             let id = u64::try_from(id).unwrap_or_default();
             match encode_wire(&kind, id, ts, stream_id, &data) {
                 Ok(wire) => events.push(LoggedEvent { id, kind, wire }),
@@ -524,29 +493,14 @@ impl Events {
 
     /// The id of the oldest event still in the stream's log, if any.
     pub(crate) async fn oldest_id(&self, stream_id: Uuid) -> sqlx::Result<Option<u64>> {
-        let oldest: Option<i64> =
-            sqlx::query_scalar("SELECT min(id) FROM live_events WHERE stream_id = $1")
-                .bind(stream_id)
-                .fetch_one(&self.db)
-                .await?;
+        let oldest = super::db::oldest_event_id(&self.db, stream_id).await?;
         Ok(oldest.and_then(|id| u64::try_from(id).ok()))
     }
 
     /// Drops events older than [`HISTORY_MIN_AGE`] beyond each stream's last
     /// [`HISTORY_MIN_EVENTS`], and anything older than a day. Returns how many were removed.
     pub async fn prune(&self) -> sqlx::Result<u64> {
-        let removed = sqlx::query(
-            "DELETE FROM live_events e USING live_event_seqs s
-             WHERE e.stream_id = s.stream_id
-               AND e.ts < now() - make_interval(secs => $1)
-               AND (e.id <= s.last_id - $2 OR e.ts < now() - interval '1 day')",
-        )
-        .bind(HISTORY_MIN_AGE.as_secs_f64())
-        .bind(HISTORY_MIN_EVENTS)
-        .execute(&self.db)
-        .await?
-        .rows_affected();
-        Ok(removed)
+        super::db::prune_events(&self.db, HISTORY_MIN_AGE.as_secs_f64(), HISTORY_MIN_EVENTS).await
     }
 }
 

@@ -12,6 +12,7 @@
 //! - [`viewers`]: open sockets per stream across processes, published as `viewers.count`.
 
 pub mod connection;
+pub(crate) mod db;
 pub mod events;
 pub mod hub;
 pub mod notices;

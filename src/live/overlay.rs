@@ -30,7 +30,6 @@ use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
 use tokio::sync::OwnedSemaphorePermit;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -131,17 +130,8 @@ pub(crate) async fn create_token(
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let token = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
-    let created_at: DateTime<Utc> = sqlx::query_scalar(
-        "INSERT INTO overlay_tokens (user_id, token_hash, hint) VALUES ($1, $2, $3)
-         ON CONFLICT (user_id) DO UPDATE
-             SET token_hash = EXCLUDED.token_hash, hint = EXCLUDED.hint, created_at = now()
-         RETURNING created_at",
-    )
-    .bind(user.id)
-    .bind(hash(&token))
-    .bind(hint(&token))
-    .fetch_one(&state.db)
-    .await?;
+    let created_at =
+        super::db::save_overlay_token(&state.db, user.id, &hash(&token), &hint(&token)).await?;
     tracing::info!(user_id = %user.id, "overlay token created");
     // Sockets on the replaced token close; those on the new one (none yet) would stay.
     state.live.close_overlays(user.id).await;
@@ -168,11 +158,7 @@ pub(crate) async fn token_status(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
 ) -> AppResult<Json<OverlayStatus>> {
-    let row: Option<(String, DateTime<Utc>)> =
-        sqlx::query_as("SELECT hint, created_at FROM overlay_tokens WHERE user_id = $1")
-            .bind(user.id)
-            .fetch_optional(&state.db)
-            .await?;
+    let row = super::db::overlay_token_of(&state.db, user.id).await?;
     Ok(Json(match row {
         Some((hint, created_at)) => OverlayStatus {
             exists: true,
@@ -191,27 +177,6 @@ pub(crate) async fn token_status(
             created_at: None,
         },
     }))
-}
-
-/// The streamer an overlay token belongs to.
-async fn owner(db: &PgPool, token_hash: &[u8]) -> sqlx::Result<Option<PublicUser>> {
-    sqlx::query_as(
-        "SELECT u.id, u.username FROM overlay_tokens t JOIN users u ON u.id = t.user_id
-         WHERE t.token_hash = $1 AND u.is_active",
-    )
-    .bind(token_hash)
-    .fetch_optional(db)
-    .await
-}
-
-/// The streamer's live stream, if one is.
-async fn live_stream(db: &PgPool, streamer_id: Uuid) -> sqlx::Result<Option<Uuid>> {
-    sqlx::query_scalar(
-        "SELECT id FROM streams WHERE streamer_id = $1 AND is_active ORDER BY started_at DESC NULLS LAST LIMIT 1",
-    )
-    .bind(streamer_id)
-    .fetch_optional(db)
-    .await
 }
 
 // Derived by path: utoipa names `utoipa::IntoParams` in code spanned at the handler argument,
@@ -252,7 +217,7 @@ pub(crate) async fn overlay_socket(
     let upgrade = upgrade.map_err(|e| websocket_required(&e))?;
     let permit = admit(&state)?;
     let token_hash = hash(&token);
-    let streamer = owner(&state.db, &token_hash).await?;
+    let streamer = super::db::overlay_token_owner(&state.db, &token_hash).await?;
     // The slot (and with it the notices) exists before the first look at the live stream, so
     // a stream going live in between is not missed.
     let hubs = state.live.hubs();
@@ -531,7 +496,7 @@ impl OverlaySession {
     /// Closes the socket if its token is no longer the streamer's. A database hiccup changes
     /// nothing.
     async fn check_token(&self, conn: &mut Connection, streamer_id: Uuid) -> Result<(), Stop> {
-        match owner(&self.state.db, &self.token_hash).await {
+        match super::db::overlay_token_owner(&self.state.db, &self.token_hash).await {
             Ok(Some(user)) if user.id == streamer_id => Ok(()),
             Ok(_) => {
                 refuse(conn).await;
@@ -548,7 +513,7 @@ impl OverlaySession {
     /// the streamer's live stream. A database hiccup changes nothing.
     async fn check(&self, conn: &mut Connection, streamer_id: Uuid) -> Result<Option<Uuid>, Stop> {
         self.check_token(conn, streamer_id).await?;
-        match live_stream(&self.state.db, streamer_id).await {
+        match crate::streams::db::live_stream_of(&self.state.db, streamer_id).await {
             Ok(live) => Ok(live),
             Err(e) => {
                 tracing::warn!(cause = %e, "cannot look up the streamer's live stream");

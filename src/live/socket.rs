@@ -128,12 +128,7 @@ pub(crate) fn join_failed(e: JoinError) -> AppError {
 }
 
 async fn stream_exists(state: &AppState, stream_id: Uuid) -> AppResult<bool> {
-    Ok(
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM streams WHERE id = $1)")
-            .bind(stream_id)
-            .fetch_one(&state.db)
-            .await?,
-    )
+    Ok(crate::streams::db::exists(&state.db, stream_id).await?)
 }
 
 /// One viewer's socket.

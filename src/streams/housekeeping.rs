@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use crate::state::AppState;
 
-use super::lifecycle;
+use super::{db, lifecycle};
 
 /// The longest wait between heartbeats, and between orphan sweeps.
 const MAX_HEARTBEAT: Duration = Duration::from_secs(5);
@@ -100,13 +100,10 @@ pub async fn sweep_hls(state: &AppState) -> anyhow::Result<usize> {
         return Ok(0);
     }
     let ids: Vec<Uuid> = dirs.keys().copied().collect();
-    let ended: HashMap<Uuid, Option<DateTime<Utc>>> =
-        sqlx::query_as("SELECT id, ended_at FROM streams WHERE id = ANY($1)")
-            .bind(&ids)
-            .fetch_all(&state.db)
-            .await?
-            .into_iter()
-            .collect();
+    let ended: HashMap<Uuid, Option<DateTime<Utc>>> = db::ended_at_of(&state.db, &ids)
+        .await?
+        .into_iter()
+        .collect();
     let retention = chrono::Duration::seconds(
         i64::try_from(state.config.hls_retention_secs).unwrap_or(i64::MAX / 1000),
     );

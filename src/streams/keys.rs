@@ -57,17 +57,7 @@ impl NewStreamKey {
         db: impl PgExecutor<'_>,
         user_id: Uuid,
     ) -> sqlx::Result<DateTime<Utc>> {
-        sqlx::query_scalar(
-            "INSERT INTO stream_keys (user_id, selector, secret_hash) VALUES ($1, $2, $3)
-             ON CONFLICT (user_id) DO UPDATE
-               SET selector = EXCLUDED.selector, secret_hash = EXCLUDED.secret_hash, created_at = now()
-             RETURNING created_at",
-        )
-        .bind(user_id)
-        .bind(&self.selector)
-        .bind(&self.secret_hash)
-        .fetch_one(db)
-        .await
+        super::db::save_key(db, user_id, &self.selector, &self.secret_hash).await
     }
 }
 
@@ -105,11 +95,7 @@ pub async fn owner(db: impl PgExecutor<'_>, key: &str) -> sqlx::Result<Option<Uu
     let Some(presented) = PresentedKey::parse(key) else {
         return Ok(None);
     };
-    let row: Option<(Uuid, Vec<u8>)> =
-        sqlx::query_as("SELECT user_id, secret_hash FROM stream_keys WHERE selector = $1")
-            .bind(presented.selector)
-            .fetch_optional(db)
-            .await?;
+    let row = super::db::key_by_selector(db, presented.selector).await?;
     Ok(row.and_then(|(user_id, stored)| {
         bool::from(hash(presented.secret).ct_eq(&stored)).then_some(user_id)
     }))
@@ -120,11 +106,7 @@ pub async fn current(
     db: impl PgExecutor<'_>,
     user_id: Uuid,
 ) -> sqlx::Result<Option<(String, DateTime<Utc>)>> {
-    let row: Option<(String, DateTime<Utc>)> =
-        sqlx::query_as("SELECT selector, created_at FROM stream_keys WHERE user_id = $1")
-            .bind(user_id)
-            .fetch_optional(db)
-            .await?;
+    let row = super::db::key_of(db, user_id).await?;
     Ok(row.map(|(selector, created_at)| (masked(&selector), created_at)))
 }
 

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::live::events::{EventData, StreamEnded, StreamError, StreamHealth, StreamLive};
 use crate::state::AppState;
 
+use super::db;
 use super::model::HealthMap;
 
 /// Health outlives its reporting interval a little; a stream that stops reporting loses it.
@@ -32,15 +33,7 @@ async fn announce(state: &AppState, stream_id: Uuid, event: EventData) {
 
 /// The publisher's media is flowing: the stream is live.
 pub async fn went_live(state: &AppState, stream_id: Uuid) -> sqlx::Result<()> {
-    let started_at: Option<DateTime<Utc>> = sqlx::query_scalar(
-        "UPDATE streams SET is_active = true, started_at = now(), ended_at = NULL
-         WHERE id = $1 AND ended_at IS NULL RETURNING started_at",
-    )
-    .bind(stream_id)
-    .fetch_optional(&state.db)
-    .await?
-    .flatten();
-    let Some(started_at) = started_at else {
+    let Some(started_at) = db::set_live(&state.db, stream_id).await? else {
         // Stopped (or deleted) between the publish and its first frame: it stays ended.
         state.ingest.stop(stream_id);
         return Ok(());
@@ -66,23 +59,12 @@ pub async fn went_live(state: &AppState, stream_id: Uuid) -> sqlx::Result<()> {
 
 /// Marks the stream ended (if it was live) and announces it. `None` if it was not live.
 pub async fn mark_ended(state: &AppState, stream_id: Uuid) -> sqlx::Result<Option<DateTime<Utc>>> {
-    let ended_at: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
-        "UPDATE streams SET is_active = false, ended_at = now()
-         WHERE id = $1 AND is_active RETURNING ended_at",
-    )
-    .bind(stream_id)
-    .fetch_optional(&state.db)
-    .await?;
-    let Some(Some(ended_at)) = ended_at else {
+    let Some(ended_at) = db::set_ended(&state.db, stream_id).await? else {
         return Ok(None);
     };
     tracing::info!(%stream_id, "stream ended");
     announce_ended(state, stream_id, ended_at).await;
-    if let Err(e) = sqlx::query("DELETE FROM stream_ingests WHERE stream_id = $1")
-        .bind(stream_id)
-        .execute(&state.db)
-        .await
-    {
+    if let Err(e) = db::clear_heartbeat(&state.db, stream_id).await {
         tracing::debug!(%stream_id, cause = %e, "clearing the ingest heartbeat failed");
     }
     Ok(Some(ended_at))
@@ -111,39 +93,13 @@ pub async fn heartbeat(state: &AppState, publishing: &[Uuid]) -> sqlx::Result<Ve
     if publishing.is_empty() {
         return Ok(Vec::new());
     }
-    sqlx::query_scalar(
-        "WITH mine AS (SELECT id, is_active, ended_at FROM streams WHERE id = ANY($1)),
-         beat AS (
-             INSERT INTO stream_ingests (stream_id) SELECT id FROM mine WHERE is_active
-             ON CONFLICT (stream_id) DO UPDATE SET seen_at = now()
-         )
-         SELECT p.id FROM unnest($1::uuid[]) AS p (id) LEFT JOIN mine m ON m.id = p.id
-         WHERE m.id IS NULL OR m.ended_at IS NOT NULL",
-    )
-    .bind(publishing)
-    .fetch_all(&state.db)
-    .await
+    db::heartbeat(&state.db, publishing).await
 }
 
 /// Ends the live streams no process has fed for `stale` (their process died without ending
 /// them) and announces each. Safe to run in every process at once: each stream is ended by one.
 pub async fn sweep_orphans(state: &AppState, stale: Duration) -> sqlx::Result<Vec<Uuid>> {
-    let ended: Vec<(Uuid, DateTime<Utc>)> = sqlx::query_as(
-        "WITH gone AS (
-             UPDATE streams s SET is_active = false, ended_at = now()
-             WHERE s.is_active
-               AND coalesce(s.started_at, s.updated_at) < now() - make_interval(secs => $1)
-               AND NOT EXISTS (
-                   SELECT 1 FROM stream_ingests i
-                   WHERE i.stream_id = s.id AND i.seen_at >= now() - make_interval(secs => $1))
-             RETURNING s.id, s.ended_at
-         ),
-         cleared AS (DELETE FROM stream_ingests WHERE stream_id IN (SELECT id FROM gone))
-         SELECT id, ended_at FROM gone",
-    )
-    .bind(stale.as_secs_f64())
-    .fetch_all(&state.db)
-    .await?;
+    let ended = db::end_orphans(&state.db, stale.as_secs_f64()).await?;
     for &(stream_id, ended_at) in &ended {
         tracing::warn!(%stream_id, "stream ended: its ingesting process stopped sending heartbeats");
         announce_ended(state, stream_id, ended_at).await;
@@ -165,11 +121,7 @@ pub async fn end_stream(state: &AppState, stream_id: Uuid) -> sqlx::Result<Optio
 
 /// Ends every live stream of a user (their key was rotated).
 pub async fn end_streams_of(state: &AppState, user_id: Uuid) -> sqlx::Result<()> {
-    let live: Vec<Uuid> =
-        sqlx::query_scalar("SELECT id FROM streams WHERE streamer_id = $1 AND is_active")
-            .bind(user_id)
-            .fetch_all(&state.db)
-            .await?;
+    let live = db::live_streams_of(&state.db, user_id).await?;
     for stream_id in live {
         end_stream(state, stream_id).await?;
     }

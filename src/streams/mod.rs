@@ -1,6 +1,7 @@
 //! Streams: creating and editing them, listing what is live, stopping a broadcast, the
 //! streamer's key and ingest address, and serving each stream's HLS.
 
+pub(crate) mod db;
 pub mod hls;
 pub mod housekeeping;
 pub mod keys;
@@ -26,7 +27,7 @@ use crate::state::AppState;
 use crate::text;
 use crate::users::model::User;
 use keys::NewStreamKey;
-use model::{SELECT_STREAM, Stream, StreamView};
+use model::{Stream, StreamView};
 
 pub use lifecycle::end_stream;
 
@@ -128,18 +129,8 @@ async fn create_stream(
         parse_description(body.description.as_deref().unwrap_or_default()),
     )?;
     let mut tx = state.db.begin().await?;
-    sqlx::query("UPDATE users SET is_streamer = true WHERE id = $1 AND NOT is_streamer")
-        .bind(user.id)
-        .execute(&mut *tx)
-        .await?;
-    let id: Uuid = sqlx::query_scalar(
-        "INSERT INTO streams (streamer_id, title, description) VALUES ($1, $2, $3) RETURNING id",
-    )
-    .bind(user.id)
-    .bind(title)
-    .bind(description)
-    .fetch_one(&mut *tx)
-    .await?;
+    db::mark_streamer(&mut *tx, user.id).await?;
+    let id = db::insert(&mut *tx, user.id, &title, &description).await?;
     let stream = Stream::find(&mut *tx, id)
         .await?
         .ok_or_else(|| AppError::not_found("Stream"))?;
@@ -177,26 +168,15 @@ async fn list_streams(
         per_page: params.per_page,
     }
     .resolve()?;
-    let streams: Vec<Stream> = sqlx::query_as(&format!(
-        "{SELECT_STREAM} WHERE ($1::bool IS NULL OR s.is_active = $1)
-           AND ($4::uuid IS NULL OR s.streamer_id = $4)
-         ORDER BY s.is_active DESC, s.started_at DESC NULLS LAST, s.created_at DESC, s.id
-         LIMIT $2 OFFSET $3"
-    ))
-    .bind(params.live)
-    .bind(page.limit())
-    .bind(page.offset())
-    .bind(params.streamer_id)
-    .fetch_all(&state.db)
-    .await?;
-    let total: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM streams
-         WHERE ($1::bool IS NULL OR is_active = $1) AND ($2::uuid IS NULL OR streamer_id = $2)",
+    let streams = db::list(
+        &state.db,
+        params.live,
+        params.streamer_id,
+        page.limit(),
+        page.offset(),
     )
-    .bind(params.live)
-    .bind(params.streamer_id)
-    .fetch_one(&state.db)
     .await?;
+    let total = db::count(&state.db, params.live, params.streamer_id).await?;
     Ok(Json(
         page.wrap(StreamView::many(&state, streams).await, total),
     ))
@@ -261,15 +241,7 @@ async fn update_stream(
             .map(parse_description)
             .transpose(),
     )?;
-    sqlx::query(
-        "UPDATE streams SET title = COALESCE($2, title), description = COALESCE($3, description)
-         WHERE id = $1",
-    )
-    .bind(id)
-    .bind(title)
-    .bind(description)
-    .execute(&state.db)
-    .await?;
+    db::update_text(&state.db, id, title.as_deref(), description.as_deref()).await?;
     let stream = find_stream(&state, id).await?;
     Ok(Json(StreamView::one(&state, stream).await))
 }
@@ -339,10 +311,7 @@ async fn rotate_stream_key(
     let key = NewStreamKey::generate();
     let mut tx = state.db.begin().await?;
     let created_at = key.save(&mut *tx, user.id).await?;
-    sqlx::query("UPDATE users SET is_streamer = true WHERE id = $1 AND NOT is_streamer")
-        .bind(user.id)
-        .execute(&mut *tx)
-        .await?;
+    db::mark_streamer(&mut *tx, user.id).await?;
     tx.commit().await?;
     tracing::info!(user_id = %user.id, "stream key rotated");
     // The old key no longer opens anything; whoever publishes with it is shown the door.

@@ -117,13 +117,12 @@ pub async fn generate(db: &PgPool) -> anyhow::Result<Report> {
 
     let mut n = 0usize;
     for (i, streamer_id) in streamer_ids.iter().enumerate() {
-        let has_streams: bool =
-            sqlx::query_scalar!(
-                r#"SELECT EXISTS (SELECT 1 FROM streams WHERE streamer_id = $1) AS "exists!""#,
-                streamer_id
-            )
-            .fetch_one(&mut *tx)
-            .await?;
+        let has_streams: bool = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM streams WHERE streamer_id = $1) AS "exists!""#,
+            streamer_id
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         if has_streams {
             continue;
         }
@@ -230,13 +229,12 @@ pub async fn generate(db: &PgPool) -> anyhow::Result<Report> {
         report.streams_created += 1;
     }
     for (i, streamer_id) in streamer_ids.iter().enumerate() {
-        let has_key: bool =
-            sqlx::query_scalar!(
-                r#"SELECT EXISTS (SELECT 1 FROM stream_keys WHERE user_id = $1) AS "exists!""#,
-                streamer_id
-            )
-            .fetch_one(&mut *tx)
-            .await?;
+        let has_key: bool = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM stream_keys WHERE user_id = $1) AS "exists!""#,
+            streamer_id
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         if !has_key {
             let key = crate::streams::keys::NewStreamKey::generate();
             key.save(&mut *tx, *streamer_id).await?;
@@ -292,8 +290,11 @@ async fn insert_user(
 }
 
 async fn user_id(tx: &mut Transaction<'_, Postgres>, username: &str) -> anyhow::Result<Uuid> {
-    sqlx::query_scalar!("SELECT id FROM users WHERE lower(username) = lower($1)", username)
-        .fetch_optional(&mut **tx)
-        .await?
-        .with_context(|| format!("demo user {username} is missing"))
+    sqlx::query_scalar!(
+        "SELECT id FROM users WHERE lower(username) = lower($1)",
+        username
+    )
+    .fetch_optional(&mut **tx)
+    .await?
+    .with_context(|| format!("demo user {username} is missing"))
 }

@@ -12,8 +12,7 @@ use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::jobs::Parties;
-use super::model::{Donation, DonationStatus, Effect, NewDonation, PaymentMethod};
-use super::settings::PayoutAccount;
+use super::model::{Donation, DonationStatus, Effect, NewDonation, PaymentMethod, PayoutAccount};
 use super::views::Row;
 use crate::payments::midtrans::TransactionStatus;
 

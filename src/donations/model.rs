@@ -427,6 +427,18 @@ pub fn new_reference_code() -> String {
     format!("SRN-{tail}")
 }
 
+/// Where bank transfers to this streamer go. Shown to donors who choose bank transfer.
+#[derive(Debug, Clone, Serialize, ToSchema, FromRow)]
+pub struct PayoutAccount {
+    #[schema(example = "BCA")]
+    pub bank_name: String,
+    #[schema(example = "1234567890")]
+    pub account_number: String,
+    #[schema(example = "Budi Santoso")]
+    pub account_holder: String,
+    pub updated_at: DateTime<Utc>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,12 +4,11 @@
 use std::collections::BTreeSet;
 
 use axum::extract::State;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::FromRow;
 use utoipa::ToSchema;
 
 use super::db;
+use super::model::PayoutAccount;
 use crate::auth::AuthUser;
 use crate::error::{AppError, AppResult, ErrorCode, FieldError, Problem};
 use crate::http::extract::Json;
@@ -17,18 +16,6 @@ use crate::state::AppState;
 
 const MAX_BLOCKED_WORDS: usize = 200;
 const MAX_WORD_CHARS: usize = 50;
-
-/// Where bank transfers to this streamer go. Shown to donors who choose bank transfer.
-#[derive(Debug, Clone, Serialize, ToSchema, FromRow)]
-pub struct PayoutAccount {
-    #[schema(example = "BCA")]
-    pub bank_name: String,
-    #[schema(example = "1234567890")]
-    pub account_number: String,
-    #[schema(example = "Budi Santoso")]
-    pub account_holder: String,
-    pub updated_at: DateTime<Utc>,
-}
 
 /// Changes to the payout account. The first time, all three fields are required.
 #[derive(Debug, Deserialize, ToSchema)]

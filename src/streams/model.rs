@@ -26,12 +26,6 @@ pub struct Stream {
     pub created_at: DateTime<Utc>,
 }
 
-/// The columns of a [`Stream`], for the admin's runtime-built stream list (the streams
-/// feature's own queries are in [`super::db`]).
-pub(crate) const SELECT_STREAM: &str = "SELECT s.id, s.streamer_id, u.username AS streamer_username, s.title, \
-     s.description, s.is_active, s.started_at, s.ended_at, s.created_at \
-     FROM streams s JOIN users u ON u.id = s.streamer_id";
-
 impl Stream {
     /// The stream, with its streamer's name.
     pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Self>> {

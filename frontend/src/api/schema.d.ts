@@ -1079,6 +1079,11 @@ export interface components {
              */
             completed_count: number;
         };
+        /**
+         * Format: binary
+         * @description An HLS file's bytes, as the OpenAPI document describes them (a binary string).
+         */
+        HlsBytes: string;
         /** @description Where and how to publish. */
         IngestSettings: {
             /**
@@ -3715,13 +3720,15 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The file (`application/vnd.apple.mpegurl`, `video/mp2t` or `image/jpeg`) */
+            /** @description The playlist, a segment or the thumbnail */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/octet-stream": number[];
+                    "application/vnd.apple.mpegurl": components["schemas"]["HlsBytes"];
+                    "video/mp2t": components["schemas"]["HlsBytes"];
+                    "image/jpeg": components["schemas"]["HlsBytes"];
                 };
             };
             /** @description No such stream or file */

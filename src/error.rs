@@ -41,6 +41,7 @@ error_codes! {
     MalformedJson => "malformed_json",
     UnreadableBody => "unreadable_body",
     BadRequest => "bad_request",
+    HlsTooFarAhead => "hls_too_far_ahead",
     // 401
     Unauthorized => "unauthorized",
     NotAuthenticated => "not_authenticated",
@@ -95,6 +96,7 @@ error_codes! {
     NotReady => "not_ready",
     ServiceBusy => "service_busy",
     TooManyConnections => "too_many_connections",
+    HlsNotReady => "hls_not_ready",
 }
 
 /// Media type of every error body.

@@ -23,6 +23,8 @@ pub(crate) enum AvcError {
 /// A publisher's H.264 decoder configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AvcConfig {
+    /// The `AVCDecoderConfigurationRecord` as the publisher sent it (the muxer's `codec_data`).
+    pub(crate) record: Vec<u8>,
     length_size: usize,
     /// SPS and PPS, each behind a start code: what precedes every keyframe.
     parameter_sets: Vec<u8>,
@@ -105,6 +107,7 @@ impl AvcConfig {
             return Err(AvcError::NoParameterSets);
         }
         Ok(Self {
+            record: record.to_vec(),
             length_size: sets.length_size,
             parameter_sets,
             width: dimensions.map(|d| d.0),
@@ -116,6 +119,31 @@ impl AvcConfig {
                 record.get(3).copied().unwrap_or_default()
             ),
         })
+    }
+
+    /// Whether an access unit's length-prefixed NAL units add up to exactly its bytes (and it
+    /// has at least one): what the muxer may be given as it is.
+    pub(crate) fn is_well_formed(&self, data: &[u8]) -> bool {
+        let mut rest = data;
+        let mut any = false;
+        while !rest.is_empty() {
+            let Some(len_bytes) = rest.get(..self.length_size) else {
+                return false;
+            };
+            let len = len_bytes
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            let Some(end) = self
+                .length_size
+                .checked_add(len)
+                .filter(|&e| e <= rest.len())
+            else {
+                return false;
+            };
+            any |= len > 0;
+            rest = &rest[end..];
+        }
+        any
     }
 
     /// One access unit in byte-stream form, or `None` when the NAL lengths do not add up.

@@ -156,57 +156,66 @@ pub fn flv_tags(data: &[u8]) {
 }
 
 /// The segment and playlist writer driven by a publisher-controlled sequence of muxer output:
-/// transport stream chunks of any shape (keyframe flags, PAT/PMT, stray bytes), timestamps that
-/// jump forwards and backwards or are missing, takeovers (discontinuities), audio-only
-/// sessions, and the end. After every step the playlist on disk must be one a player accepts:
-/// consecutive media sequence numbers inside the window, every `EXTINF` within
-/// `EXT-X-TARGETDURATION` (rounded, RFC 8216 §4.3.3.1), every listed segment present, and
-/// nothing after `EXT-X-ENDLIST`.
+/// init sections, parts that do or do not start a fragment, with timestamps that jump forwards
+/// and backwards or durations the muxer did not give, bytes outside any part, parts never ended,
+/// takeovers (discontinuities) and the end. After every step both playlists must be ones a
+/// player accepts: on disk, consecutive media sequence numbers inside the window, every
+/// `EXTINF` within `EXT-X-TARGETDURATION` (rounded, RFC 8216 §4.3.3.1), every listed segment
+/// and init section present, nothing after `EXT-X-ENDLIST`; the live (LL-HLS) one also with
+/// part numbers that only grow and a preload hint past the last part.
 ///
 /// Each input step is a tag byte and its operands; the input runs out where it runs out.
 pub fn hls_writer(data: &[u8]) {
     const WINDOW: usize = 4;
     let dir = fuzz_dir();
     let mut hls = HlsWriter::create(&dir, WINDOW).expect("the fuzz directory is writable");
+    let live = hls.live();
     let mut input = data;
     let mut pts_ms: u64 = 0;
     let mut ended = false;
     let mut checked = None;
     while let Some((&tag, rest)) = input.split_first() {
         input = rest;
+        let write = "writes to the fuzz directory";
         match tag % 8 {
-            // A chunk of well-formed packets: count, then per packet a shape byte; the chunk's
-            // time moves by a signed 16-bit step in milliseconds.
-            0..=3 => {
-                let Some((packets, step, rest)) = take_chunk_header(input) else {
+            0 => hls.init_section(&[tag; 8]).expect(write),
+            // A part: its time moves by a signed 16-bit step in milliseconds; a duration byte
+            // (0: none given); whether it starts a fragment; then it ends unless the tag says.
+            1..=3 => {
+                let Some((step, rest)) = input.split_first_chunk::<2>() else {
+                    break;
+                };
+                let Some((&length, rest)) = rest.split_first() else {
                     break;
                 };
                 input = rest;
-                let shapes = &input[..packets.min(input.len())];
-                input = &input[shapes.len()..];
-                let chunk: Vec<u8> = shapes.iter().flat_map(|&s| ts_packet(s)).collect();
-                pts_ms = pts_ms.saturating_add_signed(i64::from(step));
-                let pts = (tag % 4 != 3).then(|| Duration::from_millis(pts_ms));
-                hls.write_packets(&chunk, pts)
-                    .expect("writes to the fuzz directory");
+                pts_ms = pts_ms.saturating_add_signed(i64::from(i16::from_be_bytes(*step)));
+                let duration = (length > 0).then(|| Duration::from_millis(u64::from(length) * 4));
+                hls.begin_part(Duration::from_millis(pts_ms), duration, tag % 8 == 1)
+                    .expect(write);
+                hls.append(&[tag; 4]);
+                if tag & 0x80 == 0 {
+                    hls.end_part().expect(write);
+                }
             }
-            // Raw bytes straight from the input, as a chunk of any length.
+            // Raw bytes straight from the input, inside or outside a part.
             4 => {
                 let Some((&len, rest)) = input.split_first() else {
                     break;
                 };
                 let raw = &rest[..usize::from(len).min(rest.len())];
                 input = &rest[raw.len()..];
-                hls.write_packets(raw, Some(Duration::from_millis(pts_ms)))
-                    .expect("writes to the fuzz directory");
+                hls.append(raw);
             }
-            5 => hls.discontinuity().expect("writes to the fuzz directory"),
-            6 => hls.set_has_video(input.first().is_some_and(|b| b & 1 == 1)),
+            5 => hls.discontinuity().expect(write),
+            6 => hls.end_part().expect(write),
             _ => {
-                hls.finish().expect("writes to the fuzz directory");
+                hls.finish().expect(write);
                 ended = true;
             }
         }
+        check_live_playlist(&dir, &live.render_now(false), WINDOW);
+        check_live_playlist(&dir, &live.render_now(true), WINDOW);
         // The playlist is replaced by a rename whenever it changes: a new inode is a new
         // playlist (checking each step's unchanged file again would cost most of the run).
         let written = playlist_version(&dir);
@@ -217,6 +226,49 @@ pub fn hls_writer(data: &[u8]) {
     }
     hls.finish().expect("writes to the fuzz directory");
     check_playlist(&dir, WINDOW, true);
+}
+
+/// What an LL-HLS player relies on in the live playlist: parts numbered upwards, the preload
+/// hint after the last of them, every init section it names on disk (or in memory).
+fn check_live_playlist(dir: &Path, text: &str, window: usize) {
+    let mut last_part = None;
+    let mut segments = 0usize;
+    for line in text.lines() {
+        if let Some(attrs) = line.strip_prefix("#EXT-X-PART:") {
+            let id = part_id(attrs);
+            assert!(last_part < Some(id), "parts out of order:\n{text}");
+            last_part = Some(id);
+        } else if let Some(attrs) = line.strip_prefix("#EXT-X-PRELOAD-HINT:") {
+            let id = part_id(attrs);
+            assert!(
+                last_part < Some(id),
+                "a hint that is not past the last part:\n{text}"
+            );
+        } else if let Some(uri) = line.strip_prefix("#EXT-X-MAP:URI=") {
+            let name = uri.trim_matches('"');
+            assert!(
+                dir.join(name).is_file(),
+                "init section {name} is missing:\n{text}"
+            );
+        } else if line.ends_with(".m4s") && !line.starts_with('#') {
+            segments += 1;
+        }
+    }
+    assert!(
+        segments <= window,
+        "{segments} segments in a window of {window}:\n{text}"
+    );
+}
+
+fn part_id(attrs: &str) -> u64 {
+    let uri = attrs
+        .split(',')
+        .find_map(|a| a.strip_prefix("URI=\"p"))
+        .expect("a part URI");
+    uri.trim_end_matches("\"")
+        .trim_end_matches(".m4s")
+        .parse()
+        .expect("a numbered part")
 }
 
 fn playlist_version(dir: &Path) -> Option<(u64, i64, i64, u64)> {
@@ -234,52 +286,6 @@ fn fuzz_dir() -> PathBuf {
         std::env::temp_dir()
     };
     base.join(format!("siaran-fuzz-hls-{}", std::process::id()))
-}
-
-fn take_chunk_header(input: &[u8]) -> Option<(usize, i16, &[u8])> {
-    let (&count, rest) = input.split_first()?;
-    let (step, rest) = rest.split_first_chunk::<2>()?;
-    Some((usize::from(count % 16) + 1, i16::from_be_bytes(*step), rest))
-}
-
-/// A 188-byte packet whose shape the byte picks: PAT, PMT, a video keyframe start, or payload.
-fn ts_packet(shape: u8) -> Vec<u8> {
-    const VIDEO: u16 = 0x100;
-    const PMT: u16 = 0x1000;
-    let mut p = vec![0xffu8; 188];
-    p[0] = 0x47;
-    let (pid, start, keyframe) = match shape % 4 {
-        0 => (0, true, false),
-        1 => (PMT, true, false),
-        2 => (VIDEO, true, true),
-        _ => (VIDEO, shape & 0x80 != 0, false),
-    };
-    p[1] = (if start { 0x40 } else { 0 }) | (pid >> 8) as u8;
-    p[2] = pid as u8;
-    p[3] = if keyframe { 0x30 } else { 0x10 };
-    if keyframe {
-        p[4] = 7;
-        p[5] = 0x50;
-    }
-    if pid == 0 {
-        // pointer 0, table 0, section length, ts id, version, section numbers, program 1 → PMT.
-        p[4..17].copy_from_slice(&[
-            0,
-            0,
-            0xb0,
-            13,
-            0,
-            1,
-            0xc1,
-            0,
-            0,
-            0,
-            1,
-            0xe0 | (PMT >> 8) as u8,
-            PMT as u8,
-        ]);
-    }
-    p
 }
 
 /// What a player reading the playlist right now relies on.
@@ -311,13 +317,19 @@ fn check_playlist(dir: &Path, window: usize, ended: bool) {
             extinf = Some(seconds);
         } else if line == "#EXT-X-ENDLIST" {
             saw_end = true;
+        } else if let Some(uri) = line.strip_prefix("#EXT-X-MAP:URI=") {
+            let name = uri.trim_matches('"');
+            assert!(
+                dir.join(name).is_file(),
+                "init section {name} is missing:\n{text}"
+            );
         } else if !line.starts_with('#') {
             assert!(extinf.take().is_some(), "a URI without EXTINF:\n{text}");
             let expected =
                 sequence.expect("the media sequence precedes the segments") + segments as u64;
             assert_eq!(
                 line,
-                format!("{expected}.ts"),
+                format!("{expected}.m4s"),
                 "segments out of sequence:\n{text}"
             );
             assert!(

@@ -107,6 +107,14 @@ impl IngestHandle {
         self.registry.is_live(stream_id)
     }
 
+    /// The live edge (LL-HLS playlist, parts, recent segments in memory) of a stream this
+    /// server ingests, until its playlist is final; `None` for any other stream, whose HLS is
+    /// read from its directory.
+    #[must_use]
+    pub fn live_hls(&self, stream_id: Uuid) -> Option<Arc<crate::LiveHls>> {
+        self.registry.hls(stream_id)
+    }
+
     /// The streams being published on this server.
     #[must_use]
     pub fn publishing(&self) -> Vec<Uuid> {
@@ -122,6 +130,7 @@ impl<A: Authorizer> Ingest<A> {
         authorizer: A,
     ) -> std::io::Result<(Self, mpsc::Receiver<MediaEvent>)> {
         gstreamer::init().map_err(std::io::Error::other)?;
+        crate::pipeline::register_muxers().map_err(std::io::Error::other)?;
         let listener = TcpListener::bind(config.listen).await?;
         let threads = TaskTracker::new();
         let thumbnails = Thumbnailer::spawn(threads.token())?;

@@ -41,7 +41,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 pub use admission::ConnectionStats;
-pub use hls::{PLAYLIST, THUMBNAIL};
+pub use hls::{Blocked, HlsFile, LiveHls, PLAYLIST, PlaylistRequest, THUMBNAIL};
 pub use ingest::{Ingest, IngestHandle};
 
 /// The RTMP application name publishers use: `rtmp://host:1935/live`.

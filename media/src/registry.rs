@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::hls::LiveHls;
 use crate::worker::WorkerSender;
 
 /// Identifies one publishing connection; grows monotonically, so a stream thread can tell the
@@ -30,6 +31,8 @@ struct Slot {
 struct Inner {
     slots: HashMap<Uuid, Slot>,
     finishing: HashSet<Uuid>,
+    /// The live edge of each stream whose thread runs (until it has finished the playlist).
+    hls: HashMap<Uuid, Arc<LiveHls>>,
 }
 
 /// The live streams of this ingest server.
@@ -113,7 +116,19 @@ impl Registry {
 
     /// The stream thread has written the end of the playlist.
     pub(crate) fn finished(&self, stream_id: Uuid) {
-        self.lock().finishing.remove(&stream_id);
+        let mut inner = self.lock();
+        inner.finishing.remove(&stream_id);
+        inner.hls.remove(&stream_id);
+    }
+
+    /// The stream thread's live edge, served until the thread has [finished](Self::finished).
+    pub(crate) fn set_hls(&self, stream_id: Uuid, hls: Arc<LiveHls>) {
+        self.lock().hls.insert(stream_id, hls);
+    }
+
+    /// The live edge of a stream this server ingests.
+    pub(crate) fn hls(&self, stream_id: Uuid) -> Option<Arc<LiveHls>> {
+        self.lock().hls.get(&stream_id).cloned()
     }
 
     /// Disconnects the stream's publisher (which ends the stream unless another takes over).

@@ -22,7 +22,7 @@ use crate::avc::AvcConfig;
 use crate::beat;
 use crate::flv::{self, AudioTag, Codec, VideoTag};
 use crate::hls::HlsWriter;
-use crate::pipeline::{MuxPipeline, Tracks};
+use crate::pipeline::{MuxPipeline, Tracks, VideoTrack};
 use crate::registry::{PublisherId, SharedRegistry};
 use crate::thumbnail::{ThumbnailJob, Thumbnailer};
 use crate::timeline::{Timeline, Track, presentation_time};
@@ -173,7 +173,10 @@ fn run(ctx: StreamContext, rx: &WorkerReceiver, dropped: &AtomicU64) {
     let span = tracing::info_span!("stream", stream_id = %ctx.stream_id);
     let _enter = span.enter();
     let hls = match HlsWriter::create(&ctx.dir, ctx.window) {
-        Ok(hls) => Arc::new(Mutex::new(hls)),
+        Ok(hls) => {
+            ctx.registry.set_hls(ctx.stream_id, hls.live());
+            Arc::new(Mutex::new(hls))
+        }
         Err(e) => {
             tracing::error!(cause = %e, dir = %ctx.dir.display(), "cannot write HLS here");
             ctx.error(
@@ -251,8 +254,8 @@ impl Session {
 #[derive(Debug)]
 enum Frame {
     Video {
-        /// Byte-stream access unit.
-        au: Vec<u8>,
+        /// The access unit as FLV carries it (AVC: length-prefixed NAL units).
+        au: Bytes,
         dts: Duration,
         pts: Duration,
         keyframe: bool,
@@ -350,10 +353,10 @@ impl Worker {
                 let Some(config) = &session.avc else {
                     return; // frames before their configuration cannot be decoded
                 };
-                let Some(au) = config.to_byte_stream(data, keyframe) else {
+                if !config.is_well_formed(data) {
                     tracing::debug!("dropping an H.264 frame whose NAL lengths do not add up");
                     return;
-                };
+                }
                 let pts = presentation_time(dts, cts_ms);
                 if keyframe {
                     session.keyframe_seen = true;
@@ -366,16 +369,19 @@ impl Worker {
                     if self
                         .last_thumbnail
                         .is_none_or(|t| t.elapsed() >= THUMBNAIL_INTERVAL)
+                        && let Some(access_unit) = config.to_byte_stream(data, true)
                     {
                         self.last_thumbnail = Some(Instant::now());
                         self.ctx.thumbnails.offer(ThumbnailJob {
                             dir: self.ctx.dir.clone(),
-                            access_unit: au.clone(),
+                            access_unit,
                             width: config.width,
                             height: config.height,
                         });
                     }
                 }
+                let offset = data.as_ptr() as usize - input.data.as_ptr() as usize;
+                let au = input.data.slice(offset..offset + data.len());
                 self.stats.video_frames += 1;
                 self.push(Frame::Video {
                     au,
@@ -431,10 +437,10 @@ impl Worker {
         if !has_track {
             return; // a track that appeared after the session started is not muxed
         }
-        // A track that stopped sending is declared empty up to near this one's time, so that
-        // the muxer does not wait for it (and, its queue full, block this thread).
+        // A track that stopped sending is ended for the session, so that the muxer does not
+        // wait for it (and, its queue full, block this thread).
         if let Some(gap) = session.timeline.advance(track, time, has_other) {
-            pipeline.gap(gap.track == Track::Video, gap.from, gap.until);
+            pipeline.end_track(gap.track == Track::Video);
         }
         let result = match frame {
             Frame::Video {
@@ -463,17 +469,19 @@ impl Worker {
             return false;
         }
         let tracks = Tracks {
-            video: session.avc.is_some(),
+            video: session.avc.as_ref().map(|avc| VideoTrack {
+                record: avc.record.clone(),
+                // The muxer needs dimensions in its caps; decoders read the SPS anyway.
+                width: avc.width.unwrap_or(1280),
+                height: avc.height.unwrap_or(720),
+            }),
             audio: session.aac.clone(),
         };
-        if let Ok(mut hls) = self.hls.lock() {
-            hls.set_has_video(tracks.video);
-        }
         let name = format!("stream-{}-{}", self.ctx.stream_id, session.publisher);
         match MuxPipeline::start(&name, &tracks, Arc::clone(&self.hls)) {
             Ok(pipeline) => {
                 tracing::info!(
-                    video = tracks.video,
+                    video = tracks.video.is_some(),
                     audio = tracks.audio.is_some(),
                     "publisher session started"
                 );

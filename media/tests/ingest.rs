@@ -161,7 +161,7 @@ impl Server {
         assert!(publisher.exited_within(PATIENCE).await.is_some());
         self.ended(id).await;
         let playlist = self.final_playlist(id).await;
-        assert!(playlist.lines().any(|l| l.ends_with(".ts")), "{playlist}");
+        assert!(playlist.lines().any(|l| l.ends_with(".m4s")), "{playlist}");
         let path = self.playlist_path(id).display().to_string();
         let errors = decode_errors(&path).await;
         assert!(errors.is_empty(), "decoding the stream: {errors}");
@@ -299,7 +299,7 @@ async fn a_second_publish_with_the_same_key_takes_over_one_continuous_stream() {
     eventually(PATIENCE, "a segment", || async {
         std::fs::read_to_string(&path)
             .ok()
-            .filter(|p| p.lines().any(|l| l.ends_with(".ts")))
+            .filter(|p| p.lines().any(|l| l.ends_with(".m4s")))
     })
     .await;
 

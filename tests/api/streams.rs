@@ -398,7 +398,7 @@ async fn hls_files_are_served_with_their_types_and_cache_rules(db: PgPool) {
     let dir = app.hls_dir.join(id.to_string());
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("index.m3u8"), "#EXTM3U\n").unwrap();
-    std::fs::write(dir.join("3.ts"), [0x47u8; 188]).unwrap();
+    std::fs::write(dir.join("3.m4s"), [0x47u8; 188]).unwrap();
     std::fs::write(dir.join("thumbnail.jpg"), [0xffu8, 0xd8]).unwrap();
 
     let get = |file: &str| {
@@ -407,7 +407,7 @@ async fn hls_files_are_served_with_their_types_and_cache_rules(db: PgPool) {
             .send()
     };
     let playlist = get("index.m3u8").await.unwrap();
-    let segment = get("3.ts").await.unwrap();
+    let segment = get("3.m4s").await.unwrap();
     let thumbnail = get("thumbnail.jpg").await.unwrap();
 
     let header = |r: &reqwest::Response, name: &str| {
@@ -424,7 +424,7 @@ async fn hls_files_are_served_with_their_types_and_cache_rules(db: PgPool) {
     );
     assert!(header(&playlist, "cache-control").contains("no-cache"));
     assert_eq!(header(&playlist, "access-control-allow-origin"), "*");
-    assert_eq!(header(&segment, "content-type"), "video/mp2t");
+    assert_eq!(header(&segment, "content-type"), "video/mp4");
     assert!(header(&segment, "cache-control").contains("max-age"));
     assert_eq!(header(&thumbnail, "content-type"), "image/jpeg");
     assert_eq!(playlist.text().await.unwrap(), "#EXTM3U\n");
@@ -440,9 +440,9 @@ async fn hls_segments_larger_than_a_read_chunk_arrive_whole_with_their_length(db
     let bytes: Vec<u8> = (0..3 * 1024 * 1024 + 4321_u32)
         .map(|i| (i % 251) as u8)
         .collect();
-    std::fs::write(dir.join("7.ts"), &bytes).unwrap();
+    std::fs::write(dir.join("7.m4s"), &bytes).unwrap();
 
-    let response = app.get(&format!("/hls/{id}/7.ts")).await;
+    let response = app.get(&format!("/hls/{id}/7.m4s")).await;
 
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
@@ -460,15 +460,15 @@ async fn hls_paths_outside_a_stream_are_not_found(db: PgPool) {
     let app = TestApp::spawn(db).await;
     let id = Uuid::new_v4();
     std::fs::create_dir_all(app.hls_dir.join(id.to_string())).unwrap();
-    std::fs::write(app.hls_dir.join("secret.ts"), b"nope").unwrap();
+    std::fs::write(app.hls_dir.join("secret.m4s"), b"nope").unwrap();
 
     for path in [
         format!("/hls/{}/index.m3u8", Uuid::new_v4()),
         format!("/hls/{id}/index.m3u8"),
-        format!("/hls/{id}/..%2Fsecret.ts"),
+        format!("/hls/{id}/..%2Fsecret.m4s"),
         format!("/hls/{id}/%2e%2e"),
         "/hls/../Cargo.toml".to_owned(),
-        format!("/hls/{id}/../secret.ts"),
+        format!("/hls/{id}/../secret.m4s"),
         "/hls/not-a-uuid/index.m3u8".to_owned(),
     ] {
         let response = app.get(&path).await;
@@ -512,7 +512,13 @@ async fn ended_streams_hls_files_are_deleted_after_retention_but_their_thumbnail
         stream("live").await,
     );
     let deleted = Uuid::new_v4();
-    let files = ["index.m3u8", "0.ts", "1.ts", "thumbnail.jpg"];
+    let files = [
+        "index.m3u8",
+        "init-0.mp4",
+        "0.m4s",
+        "1.m4s",
+        "thumbnail.jpg",
+    ];
     for dir in [
         old.to_string(),
         recent.to_string(),

@@ -109,3 +109,122 @@ async fn two_streams_at_once_are_kept_apart(db: PgPool) {
         "the video-only stream has no audio of the other"
     );
 }
+
+/// The numbers in `URI="p<n>.m4s"` of the line starting with `tag`, in order.
+fn part_ids(playlist: &str, tag: &str) -> Vec<u64> {
+    playlist
+        .lines()
+        .filter(|l| l.starts_with(tag))
+        .filter_map(|l| l.split("URI=\"p").nth(1))
+        .filter_map(|r| r.split('.').next()?.parse().ok())
+        .collect()
+}
+
+fn media_sequence(playlist: &str) -> u64 {
+    playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|v| v.parse().ok())
+        .expect("a media sequence")
+}
+
+#[sqlx::test(migrator = "siaran::db::MIGRATOR")]
+async fn the_live_playlist_is_low_latency_hls_with_blocking_reload_and_delta_updates(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let (budi, url) = streamer(&app, "budi").await;
+    // 1 s keyframes (ffmpeg -g 15 at 15 fps): segments of about a second.
+    let mut publisher = Publisher::start(&url, Source::AudioVideo, 16);
+    let id = live_stream_of(&app, &budi).await;
+    let first = playlist_with(&app, id, 1).await;
+    for tag in [
+        "#EXT-X-VERSION:9\n",
+        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=",
+        ",PART-HOLD-BACK=",
+        "#EXT-X-PART-INF:PART-TARGET=",
+        "#EXT-X-MAP:URI=\"init-0.mp4\"\n",
+        "#EXT-X-PROGRAM-DATE-TIME:",
+        ",INDEPENDENT=YES\n",
+        "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p",
+    ] {
+        assert!(first.contains(tag), "{tag} in\n{first}");
+    }
+    let init = app.get(&format!("/hls/{id}/init-0.mp4")).await;
+    assert_eq!(init.headers()["content-type"], "video/mp4");
+    assert_eq!(&init.bytes().await.unwrap()[4..8], b"ftyp");
+
+    // A blocking reload for the part after the last one listed returns once it exists, and
+    // lists it; the preload-hinted part is held until its bytes exist.
+    let now = app
+        .get(&format!("/hls/{id}/index.m3u8"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let hinted = part_ids(&now, "#EXT-X-PRELOAD-HINT:")[0];
+    let last_msn: u64 = segments(&now)
+        .last()
+        .and_then(|s| s.strip_suffix(".m4s")?.parse().ok())
+        .expect("a complete segment");
+    let open_parts = now
+        .rsplit_once(&format!("{last_msn}.m4s\n"))
+        .map_or(0, |(_, open)| open.matches("#EXT-X-PART:").count());
+    let part_path = format!("/hls/{id}/p{hinted}.m4s");
+    let reload_path = format!(
+        "/hls/{id}/index.m3u8?_HLS_msn={}&_HLS_part={open_parts}",
+        last_msn + 1
+    );
+    let (part, reload) = tokio::join!(app.get(&part_path), app.get(&reload_path));
+    assert_eq!(reload.status(), 200);
+    let reloaded = reload.text().await.unwrap();
+    assert!(
+        part_ids(&reloaded, "#EXT-X-PART:").contains(&hinted),
+        "p{hinted} listed after the blocking reload:\n{reloaded}"
+    );
+    assert_eq!(part.status(), 200);
+    assert_eq!(part.headers()["content-type"], "video/mp4");
+    assert_eq!(
+        &part.bytes().await.unwrap()[4..8],
+        b"moof",
+        "a part is a CMAF chunk"
+    );
+
+    // Too far ahead: 400 at once; a malformed directive: 422.
+    let ahead = app
+        .get(&format!("/hls/{id}/index.m3u8?_HLS_msn={}", last_msn + 10))
+        .await;
+    assert_eq!(ahead.status(), 400);
+    let problem: Value = ahead.json().await.unwrap();
+    assert_eq!(problem["code"], "hls_too_far_ahead");
+    let bad = app
+        .get(&format!("/hls/{id}/index.m3u8?_HLS_msn=soon"))
+        .await;
+    assert_eq!(bad.status(), 422);
+
+    // A delta update once the playlist is longer than the skip boundary (6 s at 1 s segments).
+    playlist_with(&app, id, 9).await;
+    let delta = app
+        .get(&format!("/hls/{id}/index.m3u8?_HLS_skip=YES"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let skipped: u64 = delta
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-SKIP:SKIPPED-SEGMENTS="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("a delta update skips segments:\n{delta}"));
+    assert!(skipped > 0, "{delta}");
+    let first_listed: u64 = segments(&delta)[0]
+        .strip_suffix(".m4s")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(media_sequence(&delta) + skipped, first_listed, "{delta}");
+
+    assert!(publisher.exited_within(PATIENCE).await.is_some());
+    ended(&app, id, Duration::from_secs(10)).await;
+    let last = final_playlist(&app, id, Duration::from_secs(10)).await;
+    assert!(!last.contains("#EXT-X-PRELOAD-HINT"), "{last}");
+    let errors = decode_errors(&playlist_url(&app, id)).await;
+    assert!(errors.is_empty(), "decoding the stream: {errors}");
+}

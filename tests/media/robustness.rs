@@ -101,7 +101,7 @@ async fn garbage_on_the_rtmp_port_harms_no_other_stream(db: PgPool) {
 fn last_sequence(playlist: &str) -> Option<u64> {
     segments(playlist)
         .last()
-        .and_then(|s| s.strip_suffix(".ts"))
+        .and_then(|s| s.strip_suffix(".m4s"))
         .and_then(|n| n.parse().ok())
 }
 

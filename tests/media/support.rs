@@ -74,7 +74,7 @@ pub async fn playlist(app: &TestApp, stream_id: Uuid) -> Option<String> {
 pub fn segments(playlist: &str) -> Vec<String> {
     playlist
         .lines()
-        .filter(|l| l.ends_with(".ts"))
+        .filter(|l| l.ends_with(".m4s") && !l.starts_with('#'))
         .map(str::to_owned)
         .collect()
 }

@@ -606,8 +606,10 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * A stream's HLS playlist (`index.m3u8`), one of its segments (`<n>.ts`), or its thumbnail
-         *     (`thumbnail.jpg`, a recent frame, refreshed every ~10 s while live).
+         * A stream's HLS: the LL-HLS playlist (`index.m3u8`, with the blocking reload and delta
+         *     directives), a partial segment (`p<n>.m4s`), a segment (`<msn>.m4s`), an init section
+         *     (`init-<n>.mp4`), or the thumbnail (`thumbnail.jpg`, a recent frame, refreshed every ~10 s
+         *     while live).
          */
         get: operations["serve"];
         put?: never;
@@ -3709,26 +3711,42 @@ export interface operations {
     };
     serve: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Playlist only: hold the answer until the playlist has this media sequence number (LL-HLS blocking reload) */
+                _HLS_msn?: number;
+                /** @description Playlist only, with `_HLS_msn`: until it has this part of that segment */
+                _HLS_part?: number;
+                /** @description Playlist only: `YES` (or `v2`) for a delta update (`EXT-X-SKIP`) */
+                _HLS_skip?: string;
+            };
             header?: never;
             path: {
                 stream_id: string;
-                /** @description `index.m3u8`, `<n>.ts` or `thumbnail.jpg` */
+                /** @description `index.m3u8`, `p<n>.m4s`, `<msn>.m4s`, `init-<n>.mp4` or `thumbnail.jpg` */
                 file: string;
             };
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description The playlist, a segment or the thumbnail */
+            /** @description The playlist, a part, a segment, an init section or the thumbnail */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/vnd.apple.mpegurl": components["schemas"]["HlsBytes"];
-                    "video/mp2t": components["schemas"]["HlsBytes"];
+                    "video/mp4": components["schemas"]["HlsBytes"];
                     "image/jpeg": components["schemas"]["HlsBytes"];
+                };
+            };
+            /** @description `_HLS_msn`/`_HLS_part` further ahead of the live edge than a client may ask (`hls_too_far_ahead`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description No such stream or file */
@@ -3741,8 +3759,25 @@ export interface operations {
                 };
             };
             408: components["responses"]["RequestTimeout"];
+            /** @description A malformed `_HLS_*` directive */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             500: components["responses"]["InternalError"];
-            503: components["responses"]["ServiceUnavailable"];
+            /** @description The requested part did not appear within three target durations (`hls_not_ready`), with `Retry-After` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     metrics: {

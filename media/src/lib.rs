@@ -2,10 +2,12 @@
 //!
 //! This crate knows nothing of HTTP, SQL or Redis. The application binds an [`Ingest`] with an
 //! [`Authorizer`] (stream key → stream id), runs it, receives [`MediaEvent`]s, asks a stream to
-//! stop through an [`IngestHandle`], and finds the HLS output with [`stream_dir`].
+//! stop through an [`IngestHandle`], waits on a live stream's LL-HLS edge in memory through
+//! [`IngestHandle::live_hls`], and finds the rest of the HLS output with [`stream_dir`] and
+//! [`HlsFile`].
 //!
 //! ```text
-//!  OBS ─RTMP─▶ connection task (tokio, rml_rtmp) ─bounded─▶ stream thread ─▶ mpegtsmux ─▶ HLS
+//!  OBS ─RTMP─▶ connection task (tokio, rml_rtmp) ─bounded─▶ stream thread ─▶ isofmp4mux ─▶ LL-HLS
 //!                   │ authorize(key)                          │ health, live, ended, error
 //!                   ▼                                         ▼
 //!              Authorizer (app)                         MediaEvent channel (app)

@@ -58,3 +58,48 @@ export function createAlertQueue(durationMs = 6000, gapMs = 600): AlertQueue {
     },
   }
 }
+
+/**
+ * Holds things that happened at a wall-clock moment until the picture shows that moment: a
+ * donation alert over the player appears when the playhead's program date-time (the stream's
+ * `EXT-X-PROGRAM-DATE-TIME`, on the server's clock like the event's `ts`) reaches the moment
+ * the donation happened, so it coincides with the streamer's reaction and with the OBS overlay's
+ * alert in the video, rather than seconds before them.
+ */
+export interface PictureGate {
+  /** Runs `fn` once the picture reaches `at` (ms since the epoch), at once if it has. */
+  hold(at: number, fn: () => void): void
+  /** Releases what the picture has reached; call on every playhead move (and on a timer). */
+  tick(): void
+  clear(): void
+}
+
+/**
+ * `clock` gives the playhead's wall-clock time, or `null` when nothing plays (then nothing is
+ * held). Nothing is held longer than `maxHoldMs`, whatever the player does.
+ */
+export function createPictureGate(clock: () => number | null, maxHoldMs = 15_000, now: () => number = Date.now): PictureGate {
+  let pending: { at: number; deadline: number; fn: () => void }[] = []
+  return {
+    hold(at, fn) {
+      const playing = clock()
+      if (playing === null || !Number.isFinite(at) || playing >= at) {
+        fn()
+        return
+      }
+      pending.push({ at, deadline: now() + maxHoldMs, fn })
+    },
+    tick() {
+      if (pending.length === 0) return
+      const playing = clock()
+      const t = now()
+      const due = pending.filter((p) => playing === null || playing >= p.at || t >= p.deadline)
+      if (due.length === 0) return
+      pending = pending.filter((p) => !due.includes(p))
+      for (const p of due.sort((a, b) => a.at - b.at)) p.fn()
+    },
+    clear() {
+      pending = []
+    },
+  }
+}

@@ -33,3 +33,35 @@ describe('alert queue', () => {
     expect(q.current.value).toBeNull()
   })
 })
+
+describe('picture gate', () => {
+  it('holds an event until the playhead reaches its moment, in order', async () => {
+    const { createPictureGate } = await import('@/lib/alerts')
+    let playhead: number | null = 1_000
+    let wall = 50_000
+    const shown: string[] = []
+    const gate = createPictureGate(() => playhead, 15_000, () => wall)
+    gate.hold(2_500, () => shown.push('late'))
+    gate.hold(2_000, () => shown.push('early'))
+    gate.hold(900, () => shown.push('past'))
+    expect(shown).toEqual(['past'])
+    playhead = 1_999
+    gate.tick()
+    expect(shown).toEqual(['past'])
+    playhead = 3_000
+    gate.tick()
+    expect(shown).toEqual(['past', 'early', 'late'])
+    // Nothing playing: nothing is held; a stuck player holds nothing past the deadline.
+    playhead = null
+    gate.hold(10_000, () => shown.push('no player'))
+    expect(shown.at(-1)).toBe('no player')
+    playhead = 0
+    gate.hold(10_000, () => shown.push('stuck'))
+    wall += 14_999
+    gate.tick()
+    expect(shown.at(-1)).toBe('no player')
+    wall += 1
+    gate.tick()
+    expect(shown.at(-1)).toBe('stuck')
+  })
+})

@@ -43,9 +43,17 @@ const DEFAULT_GRACE: usize = 3;
 pub(crate) const PART_DURATION: Duration = Duration::from_millis(200);
 /// `PART-TARGET`: no part is longer (a part ends at the first frame past [`PART_DURATION`]).
 const PART_TARGET: Duration = Duration::from_millis(250);
+/// `PART-HOLD-BACK`: how far behind the live edge an LL-HLS player plays: three part targets,
+/// as Apple recommends (the spec's minimum is two). One second instead changed neither the
+/// latency nor the stalls of hls.js in `benches/latency`.
+const PART_HOLD_BACK: Duration = Duration::from_millis(750);
 /// Complete segments whose parts are still listed (and kept in memory), besides the open one:
 /// Apple's rules list parts for the last three target durations or so.
 const PART_SEGMENTS: usize = 2;
+/// Parts in one segment at most (12 s of them): a segment is cut there without a keyframe.
+const MAX_SEGMENT_PARTS: usize = 60;
+/// The longest a blocking request is held, whatever the target duration.
+const MAX_HOLD: Duration = Duration::from_secs(20);
 /// The Advance Part Limit: a blocking request for a part further ahead than this is refused.
 const ADVANCE_PART_LIMIT: u64 = (1000 * 3 / PART_TARGET.as_millis()) as u64;
 
@@ -247,9 +255,10 @@ impl Edge {
             .map(|(_, b)| b.clone())
     }
 
-    /// The longest a blocking request is held: three target durations.
+    /// The longest a blocking request is held: three target durations, but never so long that
+    /// the HTTP server's 30 s limit on starting an answer would cut it off.
     fn hold(&self) -> Duration {
-        Duration::from_secs(3 * self.target_duration.max(1))
+        Duration::from_secs(3 * self.target_duration.max(1)).min(MAX_HOLD)
     }
 }
 
@@ -282,7 +291,7 @@ fn render(edge: &Edge, flavor: Flavor) -> String {
             text,
             "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={skip_until}.0,PART-HOLD-BACK={:.3}\n\
              #EXT-X-PART-INF:PART-TARGET={:.3}\n",
-            3.0 * seconds(PART_TARGET),
+            seconds(PART_HOLD_BACK),
             seconds(PART_TARGET)
         );
     }
@@ -551,6 +560,8 @@ pub(crate) struct HlsWriter {
     file: Option<BufWriter<File>>,
     /// The open segment's first frame time (stream time), to measure it.
     open_start: Duration,
+    /// Parts in the open segment.
+    open_parts: usize,
     building: Option<Building>,
     /// Segments out of the window still on disk (deleted after [`DEFAULT_GRACE`]).
     retired: VecDeque<(u64, u64)>,
@@ -582,6 +593,7 @@ impl HlsWriter {
             live: Arc::new(LiveHls::new()),
             file: None,
             open_start: Duration::ZERO,
+            open_parts: 0,
             building: None,
             retired: VecDeque::new(),
             init: None,
@@ -653,14 +665,22 @@ impl HlsWriter {
         });
         let duration = part.duration.unwrap_or(PART_DURATION);
         let segment_open = self.file.is_some();
-        if part.fragment_start || !segment_open {
+        // A publisher that sends no keyframes (a keyframe interval of "never") still gets
+        // segments, so parts in memory and playlist lines stay bounded; such a segment does
+        // not start on a keyframe (the playlist does not claim independent segments).
+        let full = self.open_parts >= MAX_SEGMENT_PARTS;
+        if part.fragment_start || !segment_open || full {
             self.close_segment(Some(part.start))?;
             self.open_segment(part.start, epoch, init)?;
         }
+        self.open_parts += 1;
         if let Some(file) = &mut self.file {
             file.write_all(&part.bytes)?;
         }
-        let bytes = Bytes::from(part.bytes);
+        // A part lives for a few segments: give back what its buffer reserved beyond it.
+        let mut kept = part.bytes;
+        kept.shrink_to_fit();
+        let bytes = Bytes::from(kept);
         let independent = part.fragment_start;
         self.live.update(|edge| {
             let id = edge.next_part;
@@ -707,6 +727,7 @@ impl HlsWriter {
         let file = File::create(self.dir.join(HlsFile::Segment(msn).name()))?;
         self.file = Some(BufWriter::with_capacity(64 * 1024, file));
         self.open_start = start;
+        self.open_parts = 0;
         self.live.update(|edge| {
             edge.next_msn += 1;
             edge.open = Some(Segment {
@@ -1056,6 +1077,32 @@ mod tests {
             .await,
             Err(Blocked::TooFarAhead)
         );
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_stream_without_keyframes_still_gets_bounded_segments() {
+        let dir = temp_dir("nokeys");
+        let mut hls = HlsWriter::create(&dir, 6).unwrap();
+        hls.init_section(b"init").unwrap();
+        segment(&mut hls, 0, 1);
+        for i in 1..200 {
+            hls.begin_part(ms(200 * i), Some(ms(200)), false).unwrap();
+            hls.append(b"p");
+            hls.end_part().unwrap();
+        }
+        let edge = hls.live.lock();
+        assert!(
+            edge.listed.len() >= 3,
+            "cut every {MAX_SEGMENT_PARTS} parts"
+        );
+        assert!(
+            edge.open
+                .as_ref()
+                .is_some_and(|s| s.parts.len() <= MAX_SEGMENT_PARTS)
+        );
+        assert_eq!(edge.listed[1].parts.len(), MAX_SEGMENT_PARTS);
+        drop(edge);
         let _ = fs::remove_dir_all(dir);
     }
 

@@ -26,22 +26,9 @@ NGINX_RTMP_MODULE=${NGINX_RTMP_MODULE:-/usr/lib/nginx/modules/ngx_rtmp_module.so
 DB_ADMIN_URL=${DATABASE_URL:-postgres://siaran:siaran@127.0.0.1:5432/siaran}
 work=$(mktemp -d /tmp/siaran-bench-latency.XXXXXX)
 bench_db="siaran_bench_latency_$$"
-cleanup() {
-  local running
-  running=$(jobs -p)
-  [ -n "$running" ] && kill $running 2>/dev/null || true
-  wait 2>/dev/null || true
-  psql -X -q "$DB_ADMIN_URL" -c "DROP DATABASE IF EXISTS $bench_db" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 trap cleanup EXIT
-free_port() {
-  local port
-  while :; do
-    port=$((20000 + RANDOM % 12000))
-    (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
-  done
-}
 [ -d frontend/node_modules/hls.js ] || (cd frontend && npm ci --silent)
 
 say "load before: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -28,25 +28,9 @@ MAX_N=0; for n in $COUNTS; do [ "$n" -gt "$MAX_N" ] && MAX_N=$n; done
 
 work=$(mktemp -d /tmp/siaran-bench-media.XXXXXX)
 bench_db="siaran_bench_$$"
-cleanup() {
-  # Only this script's own background jobs (servers, publishers, probe), by their ids.
-  local running
-  running=$(jobs -p)
-  [ -n "$running" ] && kill $running 2>/dev/null || true
-  wait 2>/dev/null || true
-  psql -X -q "$DB_ADMIN_URL" -c "DROP DATABASE IF EXISTS $bench_db" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 trap cleanup EXIT
-
-free_port() {
-  local port
-  while :; do
-    # Below the ephemeral range (32768+), where outgoing connections would collide.
-    port=$((20000 + RANDOM % 12000))
-    (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
-  done
-}
 
 say "building (release)"
 cargo build --release --locked --quiet --bin siaran
